@@ -1,0 +1,141 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/server"
+	"github.com/open-policy-agent/opa/v1/storage"
+)
+
+// prepared is one compiled policy: the prepared query and the bundle
+// revisions it was built from. It is swapped atomically on every compiler
+// change and never mutated.
+type prepared struct {
+	pq      rego.PreparedEvalQuery
+	bundles map[string]server.BundleInfo
+	at      time.Time
+}
+
+// onCompile runs inside the store commit that installed a new compiler
+// (OPA's compiler trigger), so no decision can open a transaction between
+// the new policy being committed and its query being swapped in.
+func (e *Engine) onCompile(txn storage.Transaction) {
+	ctx := context.Background()
+	pq, err := rego.New(
+		rego.Query(Query),
+		rego.Compiler(e.manager.GetCompiler()),
+		rego.Store(e.store),
+		rego.Transaction(txn),
+	).PrepareForEval(ctx)
+	if err != nil {
+		// The compiler already compiled; preparing the query can only fail
+		// on a broken query. Keep the previous one deciding.
+		e.log.Error("preparing policy query; keeping the previous one", "error", err)
+		e.status.reloadFailed(err)
+		return
+	}
+	e.query.Store(&prepared{pq: pq, bundles: readRevisions(ctx, e, txn), at: time.Now()})
+}
+
+func readRevisions(ctx context.Context, e *Engine, txn storage.Transaction) map[string]server.BundleInfo {
+	names, err := bundle.ReadBundleNamesFromStore(ctx, e.store, txn)
+	if err != nil {
+		return nil
+	}
+	out := make(map[string]server.BundleInfo, len(names))
+	for _, name := range names {
+		rev, _ := bundle.ReadBundleRevisionFromStore(ctx, e.store, txn, name)
+		out[name] = server.BundleInfo{Revision: rev}
+	}
+	return out
+}
+
+// Decide evaluates the policy for in and logs the decision. It fails closed:
+// every error path returns a deny whose reason says why, together with the
+// error for callers that want it. It never returns an allow with an error.
+func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
+	start := time.Now()
+	v := in.AST()
+	d, raw, m, err := e.evaluate(ctx, v)
+	d.ID = uuid.NewString()
+	e.metrics.observe(d, time.Since(start))
+	e.logs.enqueue(&server.Info{
+		DecisionID: d.ID,
+		Path:       DecisionPath,
+		Timestamp:  start,
+		InputAST:   v,
+		Results:    &raw,
+		Metrics:    m,
+		Bundles:    e.revisions(),
+		Error:      err,
+	}, &d, &in)
+	return d, err
+}
+
+// LogDecision logs a decision the proxy made itself (the SSRF guard) as a
+// decision-log event like any policy decision, and returns its id.
+func (e *Engine) LogDecision(in Input, d Decision) string {
+	if d.ID == "" {
+		d.ID = uuid.NewString()
+	}
+	e.metrics.observe(d, 0)
+	var raw any = map[string]any{"allow": d.Allow, "reason": d.Reason, "rule": d.Rule}
+	e.logs.enqueue(&server.Info{
+		DecisionID: d.ID,
+		Path:       DecisionPath,
+		Timestamp:  time.Now(),
+		InputAST:   in.AST(),
+		Results:    &raw,
+		Bundles:    e.revisions(),
+	}, &d, &in)
+	return d.ID
+}
+
+func (e *Engine) revisions() map[string]server.BundleInfo {
+	if q := e.query.Load(); q != nil {
+		return q.bundles
+	}
+	return nil
+}
+
+// evaluate runs the prepared query in a read transaction opened before the
+// query pointer is loaded, so data and policy always come from one commit.
+func (e *Engine) evaluate(ctx context.Context, input ast.Value) (Decision, any, metrics.Metrics, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.DecisionTimeout)
+	defer cancel()
+	txn, err := e.store.NewTransaction(ctx)
+	if err != nil {
+		return denied(ReasonEvalError), nil, nil, err
+	}
+	defer e.store.Abort(ctx, txn)
+	q := e.query.Load()
+	if q == nil {
+		return denied(ReasonNoPolicy), nil, nil, ErrNoPolicy
+	}
+	m := metrics.New()
+	rs, err := q.pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTransaction(txn), rego.EvalMetrics(m))
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return denied(ReasonTimeout), nil, m, err
+		}
+		return denied(ReasonEvalError + ": " + err.Error()), nil, m, err
+	}
+	d, raw := fromResult(rs)
+	return d, raw, m, nil
+}
+
+// inputValue is the JSON form of an input AST, for sinks that need it.
+func inputValue(v ast.Value) *any {
+	x, err := ast.JSON(v)
+	if err != nil {
+		return nil
+	}
+	return &x
+}

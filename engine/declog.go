@@ -1,0 +1,167 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/open-policy-agent/opa/v1/plugins/logs"
+	"github.com/open-policy-agent/opa/v1/server"
+)
+
+// Event is one decision-log event: OPA's EventV1 (after OPA's masking and
+// drop rules) plus the fields regate filters on, taken before masking.
+type Event struct {
+	logs.EventV1
+	Allow     bool   `json:"-"` // what was enforced
+	Audit     bool   `json:"-"`
+	AttemptID string `json:"-"`
+	Host      string `json:"-"`
+	Port      int    `json:"-"`
+	Reason    string `json:"-"`
+}
+
+// MarshalJSON writes the OPA event only.
+func (ev *Event) MarshalJSON() ([]byte, error) { return json.Marshal(&ev.EventV1) }
+
+// item is one queued decision.
+type item struct {
+	info    *server.Info
+	ev      Event
+	barrier func() // set on Flush's marker, which carries no event
+}
+
+// pipeline delivers decision events off the hot path: a bounded queue, one
+// worker, OPA's decision-log plugin (mask, drop, upload), then regate's
+// sinks: a JSON-lines writer, the ring buffer, observers and subscribers.
+type pipeline struct {
+	q       chan *item
+	stopc   chan struct{}
+	done    chan struct{}
+	opa     *logs.Plugin
+	out     io.Writer
+	ring    *ring
+	metrics *collectors
+	cur     atomic.Pointer[item] // the item being delivered, for the sink plugin
+	mu      sync.Mutex
+	obs     map[int]func(*Event)
+	subs    map[int]*subscriber
+	nextID  int
+}
+
+func newPipeline(cfg Config, m *collectors) *pipeline {
+	return &pipeline{
+		q:       make(chan *item, cfg.LogQueue),
+		stopc:   make(chan struct{}),
+		done:    make(chan struct{}),
+		out:     cfg.DecisionLog,
+		ring:    newRing(cfg.RingSize),
+		metrics: m,
+		obs:     map[int]func(*Event){},
+		subs:    map[int]*subscriber{},
+	}
+}
+
+// enqueue never blocks: a full queue drops the event and counts it.
+func (p *pipeline) enqueue(info *server.Info, d *Decision, in *Input) {
+	it := &item{info: info, ev: Event{
+		Allow: d.Allow, Audit: d.Audit, Reason: d.Reason,
+		AttemptID: in.AttemptID, Host: in.Host, Port: in.Port,
+	}}
+	select {
+	case p.q <- it:
+	default:
+		p.metrics.logDropped.Inc()
+	}
+}
+
+func (p *pipeline) start(opa *logs.Plugin) {
+	p.opa = opa
+	go p.run()
+}
+
+func (p *pipeline) run() {
+	defer close(p.done)
+	for {
+		select {
+		case it := <-p.q:
+			p.deliver(it)
+		case <-p.stopc:
+			for {
+				select {
+				case it := <-p.q:
+					p.deliver(it)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// stop delivers what is queued, within ctx.
+func (p *pipeline) stop(ctx context.Context) {
+	select {
+	case <-p.stopc:
+		return
+	default:
+		close(p.stopc)
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+	}
+}
+
+// deliver hands the event to OPA's decision-log plugin, which masks or
+// drops it and calls back into sinkPlugin.Log with the final EventV1.
+func (p *pipeline) deliver(it *item) {
+	if it.barrier != nil {
+		it.barrier()
+		return
+	}
+	it.info.Input = inputValue(it.info.InputAST)
+	if p.opa == nil {
+		p.fanout(it, logs.EventV1{DecisionID: it.info.DecisionID, Path: it.info.Path,
+			Input: it.info.Input, Result: it.info.Results, Timestamp: it.info.Timestamp})
+		return
+	}
+	p.cur.Store(it)
+	defer p.cur.Store(nil)
+	if err := p.opa.Log(context.Background(), it.info); err != nil {
+		p.metrics.logErrors.Inc()
+	}
+}
+
+// fanout writes the final event to every regate sink.
+func (p *pipeline) fanout(it *item, v1 logs.EventV1) {
+	ev := it.ev
+	ev.EventV1 = v1
+	if p.out != nil {
+		if b, err := json.Marshal(&ev.EventV1); err == nil {
+			_, _ = p.out.Write(append(b, '\n'))
+		} else {
+			p.metrics.logErrors.Inc()
+		}
+	}
+	p.ring.add(&ev)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range p.obs {
+		f(&ev)
+	}
+	for id, s := range p.subs {
+		if s.filter != nil && !s.filter(&ev) {
+			continue
+		}
+		select {
+		case s.c <- &ev:
+		default: // a slow reader is dropped rather than slowing decisions
+			close(s.c)
+			delete(p.subs, id)
+			p.metrics.subscribersDropped.Inc()
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package engine
+
+import (
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// InputVersion is the version of the policy input documented in DESIGN §3.
+const InputVersion = 1
+
+// Schemes a connection can arrive by.
+const (
+	SchemeHTTP   = "http"   // a plain proxied HTTP request
+	SchemeHTTPS  = "https"  // an HTTP CONNECT tunnel
+	SchemeSOCKS5 = "socks5" // a SOCKS5 CONNECT
+)
+
+// MethodConnect is the method of every tunnel, HTTP or SOCKS5.
+const MethodConnect = "CONNECT"
+
+// Input is what the policy sees as `input` (DESIGN §3). New fields never
+// break callers: construct it with named fields.
+type Input struct {
+	Host      string   `json:"host"`
+	Port      int      `json:"port"`
+	Scheme    string   `json:"scheme"`
+	Method    string   `json:"method"`
+	AttemptID string   `json:"attempt_id"`
+	Attempt   *Attempt `json:"attempt,omitempty"`
+	Path      string   `json:"path,omitempty"`
+	HostIsIP  bool     `json:"host_is_ip"`
+	TLS       *TLS     `json:"tls,omitempty"`
+	Client    *Client  `json:"client,omitempty"`
+}
+
+// Attempt is what was registered for an attempt: labels and its own lists.
+type Attempt struct {
+	Labels map[string]string `json:"labels,omitempty"`
+	Allow  []string          `json:"allow,omitempty"`
+	Deny   []string          `json:"deny,omitempty"`
+}
+
+// TLS is present only on the TLS re-check of a tunnel.
+type TLS struct {
+	SNI string `json:"sni"`
+}
+
+// Client describes the connection the request came in on.
+type Client struct {
+	Addr     string `json:"addr"`
+	Listener string `json:"listener"`
+}
+
+// AST converts the input to an OPA value without a JSON round trip; it is
+// on the hot path of every decision.
+func (in *Input) AST() ast.Value {
+	terms := make([][2]*ast.Term, 0, 10)
+	item := func(k string, v *ast.Term) { terms = append(terms, [2]*ast.Term{ast.StringTerm(k), v}) }
+	item("host", ast.StringTerm(in.Host))
+	item("port", ast.InternedTerm(in.Port))
+	item("scheme", ast.StringTerm(in.Scheme))
+	item("method", ast.StringTerm(in.Method))
+	item("attempt_id", ast.StringTerm(in.AttemptID))
+	item("host_is_ip", ast.InternedTerm(in.HostIsIP))
+	item("attempt", ast.NewTerm(in.Attempt.ast()))
+	if in.Path != "" {
+		item("path", ast.StringTerm(in.Path))
+	}
+	if in.TLS != nil {
+		item("tls", ast.ObjectTerm([2]*ast.Term{ast.StringTerm("sni"), ast.StringTerm(in.TLS.SNI)}))
+	}
+	if in.Client != nil {
+		item("client", ast.ObjectTerm(
+			[2]*ast.Term{ast.StringTerm("addr"), ast.StringTerm(in.Client.Addr)},
+			[2]*ast.Term{ast.StringTerm("listener"), ast.StringTerm(in.Client.Listener)},
+		))
+	}
+	return ast.NewObject(terms...)
+}
+
+// ast renders the attempt; a nil attempt is an empty one so that policies can
+// read input.attempt.allow without guarding against undefined.
+func (a *Attempt) ast() ast.Value {
+	labels := ast.NewObject()
+	var allow, deny []*ast.Term
+	if a != nil {
+		for k, v := range a.Labels {
+			labels.Insert(ast.StringTerm(k), ast.StringTerm(v))
+		}
+		allow = stringTerms(a.Allow)
+		deny = stringTerms(a.Deny)
+	}
+	return ast.NewObject(
+		[2]*ast.Term{ast.StringTerm("labels"), ast.NewTerm(labels)},
+		[2]*ast.Term{ast.StringTerm("allow"), ast.ArrayTerm(allow...)},
+		[2]*ast.Term{ast.StringTerm("deny"), ast.ArrayTerm(deny...)},
+	)
+}
+
+func stringTerms(ss []string) []*ast.Term {
+	out := make([]*ast.Term, len(ss))
+	for i, s := range ss {
+		out[i] = ast.StringTerm(s)
+	}
+	return out
+}

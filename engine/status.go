@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"errors"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/plugins"
+)
+
+// Status is what the engine reports about its policy (for /health,
+// /v1/status and `regate check`).
+type Status struct {
+	// Loaded is true once a policy has been compiled and is deciding.
+	Loaded bool `json:"loaded"`
+	// Bundles maps each active bundle to its revision.
+	Bundles map[string]string `json:"bundles"`
+	// Modules are the ids of the local plain modules (not bundles).
+	Modules []string `json:"modules"`
+	// LastReload is the time of the last successful local reload.
+	LastReload time.Time `json:"last_reload"`
+	// LastError is the last reload error, "" after a success.
+	LastError string `json:"last_error,omitempty"`
+	// LastErrorAt is when LastError happened.
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Reloads and ReloadFailures count local reloads.
+	Reloads        int `json:"reloads"`
+	ReloadFailures int `json:"reload_failures"`
+	// Plugins is OPA's plugin status (bundle, decision_logs, status, …).
+	Plugins map[string]*plugins.Status `json:"plugins,omitempty"`
+}
+
+type statusBox struct {
+	mu      sync.Mutex
+	s       Status
+	modules []string
+	paths   []string
+}
+
+func (b *statusBox) reloaded() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.s.LastReload = time.Now()
+	b.s.LastError = ""
+	b.s.Reloads++
+}
+
+func (b *statusBox) reloadFailed(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.s.LastError = err.Error()
+	b.s.LastErrorAt = time.Now()
+	b.s.ReloadFailures++
+}
+
+func (b *statusBox) setLocal(modules, paths []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.modules, b.paths = modules, paths
+}
+
+func (b *statusBox) local() (modules, paths []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.modules, b.paths
+}
+
+// Status reports the engine's current state.
+func (e *Engine) Status() Status {
+	e.status.mu.Lock()
+	s := e.status.s
+	s.Modules = slices.Clone(e.status.modules)
+	e.status.mu.Unlock()
+	q := e.query.Load()
+	s.Loaded = q != nil
+	s.Bundles = map[string]string{}
+	if q != nil {
+		for name, b := range q.bundles {
+			s.Bundles[name] = b.Revision
+		}
+	}
+	if e.manager != nil {
+		s.Plugins = e.manager.PluginStatus()
+	}
+	return s
+}
+
+// Ready is nil when a policy is deciding and every OPA plugin is OK (remote
+// bundles activated); otherwise it says what is missing.
+func (e *Engine) Ready() error {
+	if e.query.Load() == nil {
+		return errors.New(ReasonNoPolicy)
+	}
+	if e.manager == nil {
+		return nil
+	}
+	st := e.manager.PluginStatus()
+	for _, name := range slices.Sorted(maps.Keys(st)) {
+		if s := st[name]; s != nil && s.State != plugins.StateOK {
+			msg := name + " plugin is " + string(s.State)
+			if s.Message != "" {
+				msg += ": " + s.Message
+			}
+			return errors.New(msg)
+		}
+	}
+	return nil
+}
+
+func (e *Engine) updateRevisionMetric() {
+	e.metrics.revision.Reset()
+	if q := e.query.Load(); q != nil {
+		for name, b := range q.bundles {
+			e.metrics.revision.WithLabelValues(name, b.Revision).Set(1)
+		}
+	}
+}
