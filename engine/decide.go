@@ -41,7 +41,9 @@ func (e *Engine) onCompile(txn storage.Transaction) {
 		e.status.reloadFailed(err)
 		return
 	}
-	e.query.Store(&prepared{pq: pq, bundles: readRevisions(ctx, e, txn), at: time.Now()})
+	q := &prepared{pq: pq, bundles: readRevisions(ctx, e, txn), at: time.Now()}
+	e.query.Store(q)
+	e.log.Info("policy compiled and deciding", "bundles", q.bundles)
 }
 
 func readRevisions(ctx context.Context, e *Engine, txn storage.Transaction) map[string]server.BundleInfo {

@@ -45,6 +45,7 @@ type pipeline struct {
 	ring    *ring
 	metrics *collectors
 	cur     atomic.Pointer[item] // the item being delivered, for the sink plugin
+	running atomic.Bool
 	mu      sync.Mutex
 	obs     map[int]func(*Event)
 	subs    map[int]*subscriber
@@ -79,6 +80,7 @@ func (p *pipeline) enqueue(info *server.Info, d *Decision, in *Input) {
 
 func (p *pipeline) start(opa *logs.Plugin) {
 	p.opa = opa
+	p.running.Store(true)
 	go p.run()
 }
 
@@ -103,6 +105,9 @@ func (p *pipeline) run() {
 
 // stop delivers what is queued, within ctx.
 func (p *pipeline) stop(ctx context.Context) {
+	if !p.running.Load() {
+		return
+	}
 	select {
 	case <-p.stopc:
 		return

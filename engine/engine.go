@@ -86,6 +86,7 @@ type Engine struct {
 	logs    *pipeline
 	watcher *watcher
 	started atomic.Bool
+	running atomic.Bool // OPA's plugins were started and must be stopped
 }
 
 // New validates cfg and builds an engine; it starts nothing.
@@ -143,10 +144,8 @@ func (e *Engine) Start(ctx context.Context) error {
 	if !e.started.CompareAndSwap(false, true) {
 		return errors.New("engine already started")
 	}
-	mgr, err := plugins.New(e.opaRaw, e.cfg.ID, e.store,
-		plugins.Logger(opaLogger{e.log.With("component", "opa")}),
-		plugins.ConsoleLogger(opaLogger{e.log.With("component", "opa")}),
-	)
+	opaLog := opaLogger{e.cfg.Logger.With("component", "opa")}
+	mgr, err := plugins.New(e.opaRaw, e.cfg.ID, e.store, plugins.Logger(opaLog), plugins.ConsoleLogger(opaLog))
 	if err != nil {
 		return fmt.Errorf("configuring OPA: %w", err)
 	}
@@ -166,6 +165,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return err
 	}
 	e.logs.start(logs.Lookup(mgr))
+	e.running.Store(true)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("starting OPA plugins: %w", err)
 	}
@@ -189,7 +189,7 @@ func (e *Engine) Stop(ctx context.Context) {
 		e.watcher.close()
 	}
 	e.logs.stop(ctx)
-	if e.manager != nil {
+	if e.running.CompareAndSwap(true, false) {
 		e.manager.Stop(ctx)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -37,6 +38,9 @@ func NormalizeHost(raw string) (host string, isIP bool, err error) {
 	}
 	if len(raw) > 1024 {
 		return "", false, fmt.Errorf("%w: too long", ErrBadHost)
+	}
+	if !utf8.ValidString(raw) || strings.ContainsRune(raw, utf8.RuneError) {
+		return "", false, fmt.Errorf("%w: %q is not valid UTF-8", ErrBadHost, raw)
 	}
 	if strings.HasPrefix(raw, "[") || strings.Contains(raw, ":") {
 		return normalizeIPv6(raw)

@@ -13,7 +13,11 @@ import (
 type opaLogger struct{ l *slog.Logger }
 
 func (o opaLogger) Debug(f string, a ...any) { o.l.Debug(fmt.Sprintf(f, a...)) }
-func (o opaLogger) Info(f string, a ...any)  { o.l.Info(fmt.Sprintf(f, a...)) }
+
+// Info is debug for regate: OPA's info lines ("Starting decision logger")
+// are noise beside regate's own; reloads and their errors are logged by the
+// engine.
+func (o opaLogger) Info(f string, a ...any)  { o.l.Debug(fmt.Sprintf(f, a...)) }
 func (o opaLogger) Warn(f string, a ...any)  { o.l.Warn(fmt.Sprintf(f, a...)) }
 func (o opaLogger) Error(f string, a ...any) { o.l.Error(fmt.Sprintf(f, a...)) }
 

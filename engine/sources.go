@@ -33,9 +33,14 @@ func isBundle(path string) bool {
 	return err == nil
 }
 
-// skipTests keeps *_test.rego out of what decides: tests are for `regate
-// test` and `opa test`.
-func skipTests(_ string, info fs.FileInfo, _ int) bool {
+// skipTests keeps *_test.rego out of what decides (tests are for `regate
+// test` and `opa test`), and hidden files and directories below the root:
+// a Kubernetes ConfigMap mount holds every file twice, once through its
+// `..data` symlink and once in the hidden `..2024_…` directory behind it.
+func skipTests(_ string, info fs.FileInfo, depth int) bool {
+	if depth > 0 && strings.HasPrefix(info.Name(), ".") {
+		return true
+	}
 	return !info.IsDir() && strings.HasSuffix(info.Name(), "_test.rego")
 }
 

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/regate/regate/internal/attempt"
+	"github.com/regate/regate/internal/childenv"
+	"github.com/regate/regate/internal/config"
+)
+
+func (a *app) runCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run [flags] [--] CMD [ARGS...]",
+		Short: "Run CMD with every connection going through the policy",
+		Long: `Run starts the policy engine and an HTTP and a SOCKS5 proxy on ephemeral
+loopback ports, bound to one attempt, then runs CMD with HTTP_PROXY,
+HTTPS_PROXY, ALL_PROXY and the variables common tools read pointing at them.
+When CMD exits, regate prints what was blocked and exits with CMD's status.
+
+Exit status: CMD's own; 128+N when signal N killed it; 127 when CMD is not
+found; 126 when it cannot be executed; 125 when regate itself fails.`,
+		Example: `  regate run --allow github.com --allow '**.githubusercontent.com' -- git clone https://github.com/org/repo
+  regate run --policy ./policy -- npm ci`,
+		Args: argsCode(cobra.MinimumNArgs(1), exitRunFailed),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runSandboxed(cmd, args)
+		},
+	}
+	fs := cmd.Flags()
+	fs.SetInterspersed(false) // everything from CMD on belongs to CMD
+	addPolicyFlags(fs)
+	addListenerFlags(fs, "127.0.0.1:0, an ephemeral port", "127.0.0.1:0")
+	fs.String("attempt-id", "", "the attempt's id (default 128 random bits)")
+	fs.StringToString("label", nil, "attempt label `KEY=VALUE` (repeatable), as input.attempt.labels")
+	fs.BoolP("quiet", "q", false, "do not print the summary of blocked connections")
+	usageCode(cmd, exitRunFailed)
+	return cmd
+}
+
+// runSandboxed is `regate run`: every failure of regate itself exits 125.
+func (a *app) runSandboxed(cmd *cobra.Command, argv []string) error {
+	path, err := lookCommand(argv[0])
+	if err != nil {
+		return err
+	}
+	sb, err := a.startSandbox(cmd)
+	if err != nil {
+		return withCode(exitRunFailed, err)
+	}
+	env := childenv.Merge(os.Environ(), childenv.Env(addr(sb.ls.http), addr(sb.ls.socks), sb.id, sb.token, a.self))
+	if err := cmd.Context().Err(); err != nil {
+		sb.stop(cmd.Context())
+		return withCode(exitRunFailed, errors.New("interrupted before the command started"))
+	}
+	code, err := runChild(path, argv, env, a.stdin, a.stdout, a.stderr)
+	sb.stop(cmd.Context())
+	if quiet, _ := cmd.Flags().GetBool("quiet"); !quiet {
+		sb.summary.print(a.stderr)
+	}
+	if code == exitOK && err == nil {
+		return nil
+	}
+	return withCode(code, err)
+}
+
+// sandbox is the engine and proxy of one `regate run`.
+type sandbox struct {
+	cfg       *config.Config
+	engine    *startedEngine
+	proxy     interface{ Shutdown(context.Context) error }
+	ls        *listeners
+	id, token string
+	summary   *blockedSummary
+	unobserve func()
+}
+
+func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
+	cfg, err := loadConfig(cmd, config.ModeRun)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.HTTP == "" {
+		return nil, errors.New("run needs the HTTP listener (--http is off)")
+	}
+	id, labels, err := attemptFlags(cmd)
+	if err != nil {
+		return nil, err
+	}
+	ctx := cmd.Context()
+	log := newLogger(cfg, a.stderr)
+	if cfg.Admin.Addr != "" {
+		log.Warn("the admin API is not implemented yet; ignoring admin.addr", "addr", cfg.Admin.Addr)
+	}
+	reg := prometheus.NewRegistry()
+	e, err := a.startEngine(ctx, cfg, log, reg, true)
+	if err != nil {
+		return nil, err
+	}
+	sb := &sandbox{cfg: cfg, engine: e, id: id, token: attempt.NewToken(), summary: newBlockedSummary()}
+	attempts := attempt.NewRegistry()
+	if err := attempts.Add(attempt.Attempt{ID: id, Token: sb.token, Labels: labels}); err != nil {
+		e.stop(ctx, cfg.ShutdownTimeout)
+		return nil, err
+	}
+	p, err := newProxy(cfg, e.Engine, id, log, reg, attempts)
+	if err != nil {
+		e.stop(ctx, cfg.ShutdownTimeout)
+		return nil, err
+	}
+	if sb.ls, err = listen(ctx, cfg); err != nil {
+		e.stop(ctx, cfg.ShutdownTimeout)
+		return nil, err
+	}
+	sb.proxy = p
+	sb.unobserve = e.Observe(sb.summary.observe)
+	serve(p, sb.ls, log)
+	return sb, nil
+}
+
+// attemptFlags reads --attempt-id (default random) and --label.
+func attemptFlags(cmd *cobra.Command) (string, map[string]string, error) {
+	id, _ := cmd.Flags().GetString("attempt-id")
+	labels, _ := cmd.Flags().GetStringToString("label")
+	if id == "" {
+		return attempt.NewID(), labels, nil
+	}
+	if strings.ContainsAny(id, ":\x00\r\n") {
+		return "", nil, fmt.Errorf("--attempt-id %q: must not contain ':' or control characters", id)
+	}
+	return id, labels, nil
+}
+
+// stop drains the proxy, delivers every decision event to the summary and
+// stops the engine, within the shutdown timeout.
+func (sb *sandbox) stop(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sb.cfg.ShutdownTimeout)
+	defer cancel()
+	_ = sb.proxy.Shutdown(ctx)
+	sb.engine.Flush(ctx)
+	sb.unobserve()
+	sb.engine.stop(ctx, sb.cfg.ShutdownTimeout)
+}

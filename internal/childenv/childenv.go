@@ -1,0 +1,102 @@
+// Package childenv builds the environment a sandboxed child needs to send
+// every connection through regate's proxy: the proxy variables that most
+// tools read, and the tool-specific ones for those that read their own.
+// `regate run` and the admin API's POST /v1/attempts return the same set.
+package childenv
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// Env returns the variables, as KEY=VALUE, for a child of the attempt
+// attemptID (token its secret) whose HTTP proxy listens on httpAddr and
+// SOCKS5 proxy on socksAddr ("" when off). self is the path of the regate
+// binary, used as git's SSH ProxyCommand ("" leaves GIT_SSH_COMMAND unset).
+func Env(httpAddr, socksAddr, attemptID, token, self string) []string {
+	user := url.UserPassword(attemptID, token)
+	httpURL := (&url.URL{Scheme: "http", User: user, Host: httpAddr}).String()
+	env := []string{
+		"HTTP_PROXY=" + httpURL,
+		"HTTPS_PROXY=" + httpURL,
+		"http_proxy=" + httpURL,
+		"https_proxy=" + httpURL,
+		// Empty, not unset: loopback and private names go through the
+		// policy too.
+		"NO_PROXY=",
+		"no_proxy=",
+		"npm_config_proxy=" + httpURL,
+		"npm_config_https_proxy=" + httpURL,
+		"YARN_HTTP_PROXY=" + httpURL,
+		"YARN_HTTPS_PROXY=" + httpURL,
+		"PIP_PROXY=" + httpURL,
+		"BUNDLE_HTTP_PROXY=" + httpURL,
+		"BUNDLE_HTTPS_PROXY=" + httpURL,
+		"DOCKER_HTTP_PROXY=" + httpURL,
+		"DOCKER_HTTPS_PROXY=" + httpURL,
+		"NODE_USE_ENV_PROXY=1",
+		"JAVA_TOOL_OPTIONS=" + javaOptions(httpAddr),
+		"REGATE_ATTEMPT_ID=" + attemptID,
+	}
+	if socksAddr != "" {
+		socksURL := (&url.URL{Scheme: "socks5h", User: user, Host: socksAddr}).String()
+		env = append(env, "ALL_PROXY="+socksURL, "all_proxy="+socksURL)
+	}
+	if self != "" {
+		proxyCommand := ShellQuote(self) + " connect %h %p"
+		env = append(env, "GIT_SSH_COMMAND=ssh -o "+ShellQuote("ProxyCommand="+proxyCommand))
+	}
+	return env
+}
+
+// javaOptions points the JVM's HTTP and HTTPS proxy at the listener. The
+// JVM sends no proxy credentials; the listener of `regate run` is bound to
+// the attempt, so it needs none. nonProxyHosts is emptied so that loopback
+// goes through the policy, as with NO_PROXY.
+func javaOptions(httpAddr string) string {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("-Dhttp.proxyHost=%[1]s -Dhttp.proxyPort=%[2]s -Dhttps.proxyHost=%[1]s -Dhttps.proxyPort=%[2]s -Dhttp.nonProxyHosts=", host, port)
+}
+
+// Merge returns base with every variable of add set (replacing base's
+// value). JAVA_TOOL_OPTIONS is appended to, so the user's own JVM options
+// survive and the proxy properties, coming last, win.
+func Merge(base, add []string) []string {
+	out := make([]string, 0, len(base)+len(add))
+	at := map[string]int{}
+	put := func(kv string, appendJava bool) {
+		key, val, _ := strings.Cut(kv, "=")
+		i, ok := at[key]
+		if !ok {
+			at[key] = len(out)
+			out = append(out, kv)
+			return
+		}
+		if old := strings.TrimPrefix(out[i], key+"="); appendJava && key == "JAVA_TOOL_OPTIONS" && old != "" {
+			val = old + " " + val
+		}
+		out[i] = key + "=" + val
+	}
+	for _, kv := range base {
+		put(kv, false)
+	}
+	for _, kv := range add {
+		put(kv, true)
+	}
+	return out
+}
+
+// ShellQuote quotes s for a POSIX shell.
+func ShellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,3 @@
+package regate.network
+
+decision := {"allow": true, "reason": "test fixture"}

@@ -1,0 +1,329 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/regate/regate/engine"
+)
+
+// validate turns the decoded wire form into a Config, collecting every
+// problem. fromFile returns a free-form value (data, hosts, opa) as the file
+// wrote it, case preserved; flags may override hosts.
+func validate(w *wire, fromFile func(string) any, flags map[string]any) (*Config, error) {
+	var p problems
+	cfg := &Config{
+		Policies:          p.paths("policies", w.Policies),
+		Allow:             p.patterns("allow", w.Allow),
+		Deny:              p.patterns("deny", w.Deny),
+		AllowCIDRs:        p.cidrs("allow_cidrs", w.AllowCIDRs),
+		Hosts:             p.hosts(fromFile("hosts"), flags["hosts"]),
+		DecisionTimeout:   p.duration("decision_timeout", w.DecisionTimeout),
+		DecisionLog:       w.DecisionLog,
+		Watch:             w.Watch,
+		VerificationKeyID: w.VerificationKeyID,
+		OPA:               p.opa(fromFile("opa")),
+		LogLevel:          p.level(w.Log.Level),
+		LogFormat:         p.format(w.Log.Format),
+		ListenAny:         w.ListenAny,
+		AllowAnonymous:    w.AllowAnonymous,
+		ShutdownTimeout:   p.duration("shutdown_timeout", w.ShutdownTimeout),
+		Admin:             p.admin(w.Admin),
+		Proxy: ProxyLimits{
+			HeaderTimeout:  p.duration("proxy.header_timeout", w.Proxy.HeaderTimeout),
+			DialTimeout:    p.duration("proxy.dial_timeout", w.Proxy.DialTimeout),
+			IdleTimeout:    p.duration("proxy.idle_timeout", w.Proxy.IdleTimeout),
+			TLSPeekTimeout: p.duration("proxy.tls_peek_timeout", w.Proxy.TLSPeekTimeout),
+			MaxHeaderBytes: p.count("proxy.max_header_bytes", w.Proxy.MaxHeaderBytes),
+			MaxTunnels:     p.count("proxy.max_tunnels", w.Proxy.MaxTunnels),
+		},
+	}
+	cfg.HTTP = p.listener("http", w.HTTP, w.ListenAny)
+	cfg.SOCKS = p.listener("socks", w.SOCKS, w.ListenAny)
+	cfg.Data = p.data(fromFile("data"), p.methods("methods", w.Methods))
+	return cfg, p.err()
+}
+
+// problems collects every validation error.
+type problems []error
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
+
+func (p *problems) err() error {
+	if len(*p) == 0 {
+		return nil
+	}
+	return joined(*p)
+}
+
+// joined is errors.Join with one problem per line, without nesting.
+type joined []error
+
+func (j joined) Error() string {
+	lines := make([]string, len(j))
+	for i, e := range j {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (j joined) Unwrap() []error { return j }
+
+func (p *problems) paths(key string, paths []string) []string {
+	for i, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			p.add("%s[%d]: %q: %w", key, i, path, unwrapPath(err))
+			continue
+		}
+		_ = f.Close()
+	}
+	return paths
+}
+
+// unwrapPath drops the *PathError's own copy of the path.
+func unwrapPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func (p *problems) patterns(key string, pats []string) []string {
+	for i, pat := range pats {
+		if err := engine.ValidatePattern(pat); err != nil {
+			p.add("%s[%d]: %w", key, i, err)
+		}
+	}
+	return pats
+}
+
+func (p *problems) cidrs(key string, in []string) []netip.Prefix {
+	var out []netip.Prefix
+	for i, s := range in {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(s); aerr == nil {
+				pfx, err = a.Prefix(a.BitLen())
+			}
+		}
+		if err != nil {
+			p.add("%s[%d]: invalid CIDR %q", key, i, s)
+			continue
+		}
+		out = append(out, pfx.Masked())
+	}
+	return out
+}
+
+// hosts merges the file's pins with the flags' (a flag's name replaces the
+// file's entry for that name). A value is one address or a list.
+func (p *problems) hosts(file, flag any) map[string][]netip.Addr {
+	merged := map[string]any{}
+	for _, src := range []any{file, flag} {
+		switch m := src.(type) {
+		case nil:
+		case map[string]any:
+			maps.Copy(merged, m)
+		case map[string][]string:
+			for k, v := range m {
+				merged[k] = v
+			}
+		default:
+			p.add("hosts: must be an object of name: address, not %s", typeName(src))
+		}
+	}
+	out := map[string][]netip.Addr{}
+	for _, name := range slices.Sorted(maps.Keys(merged)) {
+		val := merged[name]
+		key := "hosts." + name
+		host, isIP, err := engine.NormalizeHost(name)
+		if err != nil || isIP {
+			p.add("%s: %q is not a host name", key, name)
+			continue
+		}
+		addrs, ok := stringList(val)
+		if !ok || len(addrs) == 0 {
+			p.add("%s: must be an address or a list of addresses, not %s", key, typeName(val))
+			continue
+		}
+		for _, s := range addrs {
+			a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+			if err != nil {
+				p.add("%s: invalid IP address %q", key, s)
+				continue
+			}
+			out[host] = append(out[host], a.Unmap())
+		}
+	}
+	return out
+}
+
+func stringList(v any) ([]string, bool) {
+	switch x := v.(type) {
+	case string:
+		return []string{x}, true
+	case []string:
+		return x, true
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, s)
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+func (p *problems) duration(key string, d time.Duration) time.Duration {
+	if d < 0 {
+		p.add("%s: %v is negative", key, d)
+	}
+	return d
+}
+
+func (p *problems) count(key string, n int) int {
+	if n < 0 {
+		p.add("%s: %d is negative", key, n)
+	}
+	return n
+}
+
+func (p *problems) level(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		p.add("log.level: %q is not debug, info, warn or error", s)
+	}
+	return l
+}
+
+func (p *problems) format(s string) string {
+	if s != "text" && s != "json" {
+		p.add("log.format: %q is not text or json", s)
+	}
+	return s
+}
+
+// opa checks only that OPA's configuration is an object; OPA validates the
+// rest when the engine starts.
+func (p *problems) opa(v any) []byte {
+	if v == nil {
+		return nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		p.add("opa: must be an object (OPA's configuration), not %s", typeName(v))
+		return nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		p.add("opa: encoding as JSON: %w", err)
+		return nil
+	}
+	return b
+}
+
+func (p *problems) methods(key string, in []string) []string {
+	for i, m := range in {
+		if m == "" || strings.IndexFunc(m, func(r rune) bool { return r < 'A' || r > 'Z' }) >= 0 {
+			p.add("%s[%d]: %q is not an upper-case HTTP method", key, i, m)
+		}
+	}
+	return in
+}
+
+// data is the file's data object with methods (if any) at regate.methods.
+func (p *problems) data(v any, methods []string) map[string]any {
+	out := map[string]any{}
+	if v != nil {
+		m, ok := v.(map[string]any)
+		if !ok {
+			p.add("data: must be an object, not %s", typeName(v))
+		} else {
+			out = m
+		}
+	}
+	if len(methods) > 0 {
+		regate, ok := out["regate"].(map[string]any)
+		if !ok {
+			regate = map[string]any{}
+			out["regate"] = regate
+		}
+		regate["methods"] = methods
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// listener checks a proxy listener address: "off", or HOST:PORT on a
+// loopback address unless listen_any.
+func (p *problems) listener(key, addr string, listenAny bool) string {
+	if addr == "" || strings.EqualFold(addr, Off) {
+		return ""
+	}
+	host, ok := p.hostPort(key, addr)
+	if ok && !listenAny && !isLoopback(host) {
+		p.add("%s: %q is not a loopback address (set listen_any to listen on other interfaces)", key, addr)
+	}
+	return addr
+}
+
+// admin checks the admin address: "off", "unix:PATH" or a loopback
+// HOST:PORT with a token file (never any other interface).
+func (p *problems) admin(a wireAdmin) Admin {
+	if a.Addr == "" || strings.EqualFold(a.Addr, Off) {
+		return Admin{TokenFile: a.TokenFile}
+	}
+	if path, ok := strings.CutPrefix(a.Addr, "unix:"); ok {
+		if path == "" {
+			p.add("admin.addr: %q names no socket path", a.Addr)
+		}
+		return Admin{Addr: a.Addr, TokenFile: a.TokenFile}
+	}
+	host, ok := p.hostPort("admin.addr", a.Addr)
+	if ok && !isLoopback(host) {
+		p.add("admin.addr: %q is not unix:PATH or a loopback address", a.Addr)
+	}
+	if a.TokenFile == "" {
+		p.add("admin.token_file: required when admin.addr %q is TCP", a.Addr)
+	} else if _, err := os.Stat(a.TokenFile); err != nil {
+		p.add("admin.token_file: %q: %w", a.TokenFile, unwrapPath(err))
+	}
+	return Admin{Addr: a.Addr, TokenFile: a.TokenFile}
+}
+
+func (p *problems) hostPort(key, addr string) (string, bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		p.add("%s: %q is not HOST:PORT", key, addr)
+		return "", false
+	}
+	if n, err := net.LookupPort("tcp", port); err != nil || n < 0 {
+		p.add("%s: %q has an invalid port", key, addr)
+		return "", false
+	}
+	return host, true
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}

@@ -1,0 +1,192 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Dial error classes, used for answers and the dial-errors metric.
+const (
+	dialDNS     = "dns"
+	dialRefused = "refused"
+	dialTimeout = "timeout"
+	dialOther   = "other"
+)
+
+// dialError is an upstream failure with its class.
+type dialError struct {
+	class string
+	err   error
+}
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// ssrfError is a guard refusal; class names the address class.
+type ssrfError struct{ class string }
+
+func (e *ssrfError) Error() string { return ssrfReason(e.class) }
+
+// guard resolves destinations once, refuses internal addresses and dials
+// only the addresses it checked.
+type guard struct {
+	resolver    Resolver
+	hosts       map[string][]netip.Addr
+	allow       []netip.Prefix
+	dialTimeout time.Duration
+
+	mu  sync.RWMutex
+	own []netip.AddrPort // the proxy's listening addresses
+}
+
+// addOwn records a listening address, so that the proxy never dials
+// itself. An unspecified address stands for every local address.
+func (g *guard) addOwn(addr net.Addr) {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return // not TCP (a unix socket): nothing to dial into
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	g.mu.Lock()
+	g.own = append(g.own, ap)
+	g.mu.Unlock()
+}
+
+// isOwn reports whether ap is one of the proxy's listening addresses.
+func (g *guard) isOwn(ap netip.AddrPort) bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for _, o := range g.own {
+		if o.Port() != ap.Port() {
+			continue
+		}
+		if o.Addr() == ap.Addr() || o.Addr().IsUnspecified() && isLocalAddr(ap.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// isLocalAddr reports whether a belongs to this machine.
+func isLocalAddr(a netip.Addr) bool {
+	if a.IsLoopback() || a.IsUnspecified() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true // fail closed
+	}
+	for _, ia := range addrs {
+		if pfx, err := netip.ParsePrefix(ia.String()); err == nil && pfx.Addr().Unmap() == a {
+			return true
+		}
+	}
+	return false
+}
+
+// resolve returns the addresses of host: the literal, the pin, or one DNS
+// lookup.
+func (g *guard) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a.Unmap()}, nil
+	}
+	if pinned, ok := g.hosts[host]; ok {
+		return slices.Clone(pinned), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.dialTimeout)
+	defer cancel()
+	addrs, err := g.resolver.LookupNetIP(ctx, "ip", host)
+	if err == nil && len(addrs) == 0 {
+		err = errors.New("no addresses")
+	}
+	if err != nil {
+		return nil, &dialError{class: dialDNS, err: fmt.Errorf("resolving %s: %w", host, err)}
+	}
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	return addrs, nil
+}
+
+// check returns the addresses that pass the guard, or an *ssrfError naming
+// the class of the first refused address when none does.
+func (g *guard) check(addrs []netip.Addr, port int) ([]netip.AddrPort, error) {
+	var ok []netip.AddrPort
+	firstClass := ""
+	for _, a := range addrs {
+		ap := netip.AddrPortFrom(a, uint16(port))
+		class := g.classOf(ap)
+		if class == "" {
+			ok = append(ok, ap)
+		} else if firstClass == "" {
+			firstClass = class
+		}
+	}
+	if len(ok) == 0 {
+		if firstClass == "" {
+			firstClass = classUnspecified
+		}
+		return nil, &ssrfError{class: firstClass}
+	}
+	return ok, nil
+}
+
+// classOf returns why ap is refused, or "".
+func (g *guard) classOf(ap netip.AddrPort) string {
+	if g.isOwn(ap) {
+		return classProxyLoop
+	}
+	for _, p := range g.allow {
+		if p.Contains(ap.Addr()) {
+			return ""
+		}
+	}
+	return classify(ap.Addr())
+}
+
+// plan resolves host and checks its addresses.
+func (g *guard) plan(ctx context.Context, host string, port int) ([]netip.AddrPort, error) {
+	addrs, err := g.resolve(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	return g.check(addrs, port)
+}
+
+// dial connects to the first of addrs that answers; each was checked.
+func (g *guard) dial(ctx context.Context, addrs []netip.AddrPort) (net.Conn, error) {
+	d := net.Dialer{Timeout: g.dialTimeout}
+	var last error
+	for _, ap := range addrs {
+		c, err := d.DialContext(ctx, "tcp", ap.String())
+		if err == nil {
+			return c, nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if last == nil {
+		last = errors.New("no addresses to dial")
+	}
+	return nil, &dialError{class: classifyDialErr(last), err: fmt.Errorf("dialing upstream: %w", last)}
+}
+
+func classifyDialErr(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return dialRefused
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return dialTimeout
+	}
+	return dialOther
+}

@@ -1,0 +1,267 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/regate/regate/engine"
+)
+
+// ServeHTTPProxy serves the HTTP proxy (plain requests and CONNECT) on ln
+// until Shutdown; it returns nil after a graceful shutdown.
+func (p *Proxy) ServeHTTPProxy(ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(p.serveHTTP),
+		ReadHeaderTimeout: p.cfg.HeaderTimeout,
+		IdleTimeout:       p.cfg.IdleTimeout,
+		MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
+		ConnContext:       withClientConn,
+		BaseContext:       func(net.Listener) context.Context { return p.baseCtx },
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	if !p.addListener(ln, srv) {
+		_ = ln.Close()
+		return ErrClosed
+	}
+	err := srv.Serve(&clientListener{Listener: ln, p: p, listener: ListenerHTTP, framing: true})
+	if errors.Is(err, http.ErrServerClosed) || p.isClosing() {
+		return nil
+	}
+	return fmt.Errorf("serving HTTP proxy: %w", err)
+}
+
+// serveHTTP is the listener's handler: framing check, then CONNECT or a
+// plain request.
+func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	defer p.recoverHTTP(w, r)
+	head := headInfo{err: errLostTrack}
+	if cc := clientConnOf(r.Context()); cc != nil && cc.frames != nil {
+		head = cc.frames.next()
+	}
+	if head.err != nil {
+		writeHTTPError(w, http.StatusBadRequest, head.err.Error(), true)
+		return
+	}
+	if r.Method == http.MethodConnect {
+		p.serveConnect(w, r, head)
+		return
+	}
+	p.servePlain(w, r, head)
+}
+
+func (p *Proxy) recoverHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := recover()
+	if rec == nil {
+		return
+	}
+	if rec == http.ErrAbortHandler {
+		panic(rec)
+	}
+	p.log.Error("handler panicked; connection denied", "panic", rec, "method", r.Method, "target", r.RequestURI)
+	writeHTTPError(w, http.StatusInternalServerError, "internal proxy error", true)
+}
+
+// servePlain decides one absolute-form request and hands the allowed ones
+// to goproxy.
+func (p *Proxy) servePlain(w http.ResponseWriter, r *http.Request, head headInfo) {
+	t, err := plainTarget(r, head)
+	if err != nil {
+		writeHTTPError(w, http.StatusBadRequest, err.Error(), true)
+		return
+	}
+	who, err := p.identifyHTTP(r)
+	if err != nil {
+		writeAuthRequired(w, err)
+		return
+	}
+	f := p.newFlow(t, engine.SchemeHTTP, r.Method, who, r.RemoteAddr, ListenerHTTP)
+	f.in.Path = r.URL.Path
+	if !f.decide(r.Context()) {
+		writeDenied(w, f)
+		f.finish(nil)
+		return
+	}
+	addrs, err := f.plan(r.Context())
+	if err != nil {
+		code, msg := upstreamStatus(f, err)
+		if code == http.StatusForbidden {
+			writeDenied(w, f)
+		} else {
+			writeHTTPError(w, code, msg, false)
+		}
+		f.finish(err)
+		return
+	}
+	ctx := context.WithValue(r.Context(), planKey{}, &upstreamPlan{f: f, addrs: addrs})
+	p.gp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+func (p *Proxy) identifyHTTP(r *http.Request) (identity, error) {
+	creds, err := parseProxyAuthorization(r.Header.Get("Proxy-Authorization"))
+	if err != nil {
+		return identity{}, err
+	}
+	return p.identify(creds)
+}
+
+// plainTarget is the destination of an absolute-form request; the Host
+// header, when sent, must name the same destination.
+func plainTarget(r *http.Request, head headInfo) (target, error) {
+	switch {
+	case !r.URL.IsAbs() || r.URL.Host == "":
+		return target{}, errors.New("not a proxy request: the request target must be an absolute http:// URL")
+	case r.URL.Scheme != "http":
+		return target{}, fmt.Errorf("scheme %q cannot be proxied as a plain request (use CONNECT)", r.URL.Scheme)
+	case r.URL.User != nil:
+		return target{}, errors.New("the request URL must not contain user information")
+	case len(head.hosts) > 1:
+		return target{}, errors.New("more than one Host header")
+	}
+	t, err := parseTarget(r.URL.Host, 80)
+	if err != nil {
+		return target{}, err
+	}
+	for _, h := range head.hosts {
+		ht, err := parseTarget(h, 80)
+		if err != nil || ht.host != t.host || ht.port != t.port {
+			return target{}, fmt.Errorf("host header %q does not match the request URL", h)
+		}
+	}
+	return t, nil
+}
+
+// upstreamPlan carries the checked addresses of a plain request to the
+// transport's dialer.
+type upstreamPlan struct {
+	f     *flow
+	addrs []netip.AddrPort
+}
+
+type planKey struct{}
+
+func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
+	gp := goproxy.NewProxyHttpServer()
+	gp.Logger = slogPrinter{p.log}
+	gp.Tr = p.transport
+	gp.ConnectDial = nil
+	gp.KeepAcceptEncoding = true
+	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeHTTPError(w, http.StatusBadRequest, "not a proxy request", true)
+	})
+	gp.OnRequest().DoFunc(func(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+		stripHopHeaders(r.Header)
+		ctx.RoundTripper = goproxy.RoundTripperFunc(p.roundTrip)
+		return r, nil
+	})
+	gp.OnResponse().DoFunc(func(resp *http.Response, _ *goproxy.ProxyCtx) *http.Response {
+		if resp != nil {
+			stripHopHeaders(resp.Header)
+		}
+		return resp
+	})
+	return gp
+}
+
+func (p *Proxy) newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		DialContext:         p.dialPlanned,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     p.cfg.IdleTimeout,
+		DisableCompression:  true,
+	}
+}
+
+// dialPlanned dials the addresses the guard checked for this request; a
+// dial without a plan is refused (fail closed).
+func (p *Proxy) dialPlanned(ctx context.Context, _, _ string) (net.Conn, error) {
+	plan, ok := ctx.Value(planKey{}).(*upstreamPlan)
+	if !ok {
+		return nil, errors.New("dialing upstream: no checked destination")
+	}
+	return plan.f.dial(ctx, plan.addrs)
+}
+
+// roundTrip forwards an allowed request; failures become 502/504 answers.
+func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+	plan, ok := r.Context().Value(planKey{}).(*upstreamPlan)
+	if !ok {
+		return nil, errors.New("forwarding request: no checked destination")
+	}
+	f := plan.f
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &countingBody{ReadCloser: r.Body, n: &f.up}
+	}
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { f.setUpstream(i.Conn.RemoteAddr()) }}
+	resp, err := p.transport.RoundTrip(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
+	if err != nil {
+		f.finish(err)
+		code, msg := upstreamStatus(f, err)
+		return errorResponse(r, code, msg), nil
+	}
+	resp.Body = &countingBody{ReadCloser: resp.Body, n: &f.down, onClose: func() { f.finish(nil) }}
+	return resp, nil
+}
+
+// countingBody counts what passes and reports Close once.
+type countingBody struct {
+	io.ReadCloser
+	n       *atomic.Int64
+	onClose func()
+	closed  atomic.Bool
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+func (b *countingBody) Close() error {
+	err := b.ReadCloser.Close()
+	if b.onClose != nil && b.closed.CompareAndSwap(false, true) {
+		b.onClose()
+	}
+	return err
+}
+
+// hopHeaders are never forwarded (RFC 9110 §7.6.1), nor are the headers a
+// Connection header names.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func stripHopHeaders(h http.Header) {
+	for _, key := range []string{"Connection", "Proxy-Connection"} {
+		for _, v := range h.Values(key) {
+			for name := range strings.SplitSeq(v, ",") {
+				if name = strings.TrimSpace(name); name != "" {
+					h.Del(name)
+				}
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+}
+
+// slogPrinter lets goproxy log through slog, at debug level.
+type slogPrinter struct{ log *slog.Logger }
+
+func (s slogPrinter) Printf(format string, v ...any) {
+	s.log.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)), "component", "goproxy")
+}

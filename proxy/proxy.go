@@ -1,0 +1,185 @@
+// Package proxy is regate's enforcement point: an HTTP proxy (plain requests
+// and CONNECT, on elazarl/goproxy) and a SOCKS5 server that authenticate the
+// attempt, ask a Decider about every connection, resolve and check the
+// destination against the SSRF guard, and relay the allowed ones.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+)
+
+// ErrClosed is returned by the Serve methods after Shutdown has begun.
+var ErrClosed = errors.New("proxy is shut down")
+
+// Proxy serves the HTTP and SOCKS5 listeners. Create it with New.
+type Proxy struct {
+	cfg       Config
+	decider   Decider
+	log       *slog.Logger
+	guard     *guard
+	m         *metrics
+	gp        *goproxy.ProxyHttpServer
+	transport *http.Transport
+	now       func() time.Time
+
+	tunnels atomic.Int64
+
+	baseCtx context.Context // canceled when Shutdown gives up draining
+	cancel  context.CancelFunc
+
+	mu        sync.Mutex
+	closing   bool
+	servers   map[*http.Server]struct{}
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{}
+	connWG    sync.WaitGroup
+}
+
+// New validates cfg and builds a Proxy deciding with d. It opens nothing;
+// it registers the metrics with cfg.Registerer.
+func New(cfg Config, d Decider) (*Proxy, error) {
+	if d == nil {
+		return nil, errors.New("creating proxy: nil decider")
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("creating proxy: %w", err)
+	}
+	var resolver Resolver = net.DefaultResolver
+	if cfg.Resolver != nil {
+		resolver = cfg.Resolver
+	}
+	p := &Proxy{
+		cfg:     cfg,
+		decider: d,
+		log:     cfg.Logger.With("component", "proxy"),
+		guard: &guard{
+			resolver:    resolver,
+			hosts:       cfg.Hosts,
+			allow:       cfg.AllowCIDRs,
+			dialTimeout: cfg.DialTimeout,
+		},
+		m:         newMetrics(),
+		now:       time.Now,
+		servers:   make(map[*http.Server]struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[net.Conn]struct{}),
+	}
+	if err := p.m.register(cfg.Registerer); err != nil {
+		return nil, fmt.Errorf("creating proxy: %w", err)
+	}
+	p.baseCtx, p.cancel = context.WithCancel(context.Background())
+	p.transport = p.newTransport()
+	p.gp = p.newGoproxy()
+	return p, nil
+}
+
+// ActiveTunnels returns the number of open CONNECT and SOCKS5 tunnels.
+func (p *Proxy) ActiveTunnels() int { return int(p.tunnels.Load()) }
+
+// acquireTunnel takes one of MaxTunnels slots.
+func (p *Proxy) acquireTunnel() bool {
+	if p.tunnels.Add(1) > int64(p.cfg.MaxTunnels) {
+		p.tunnels.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (p *Proxy) releaseTunnel() { p.tunnels.Add(-1) }
+
+// addListener registers ln (and srv, for the HTTP listener) for Shutdown
+// and for the loop guard; false once Shutdown has begun.
+func (p *Proxy) addListener(ln net.Listener, srv *http.Server) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return false
+	}
+	p.listeners[ln] = struct{}{}
+	if srv != nil {
+		p.servers[srv] = struct{}{}
+	}
+	p.guard.addOwn(ln.Addr())
+	return true
+}
+
+func (p *Proxy) isClosing() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closing
+}
+
+// track registers a connection Shutdown must drain; release must be called
+// when it is done. It fails once Shutdown has begun.
+func (p *Proxy) track(c net.Conn) (release func(), ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return nil, false
+	}
+	p.conns[c] = struct{}{}
+	p.connWG.Add(1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			delete(p.conns, c)
+			p.mu.Unlock()
+			p.connWG.Done()
+		})
+	}, true
+}
+
+// Shutdown stops accepting, lets plain requests and tunnels finish until
+// ctx is done, then closes what remains and returns ctx's error.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.closing = true
+	var servers []*http.Server
+	for srv := range p.servers {
+		servers = append(servers, srv)
+	}
+	for ln := range p.listeners {
+		_ = ln.Close()
+	}
+	p.mu.Unlock()
+
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.Shutdown(ctx); err != nil {
+			_ = srv.Close()
+			errs = append(errs, fmt.Errorf("shutting down HTTP listener: %w", err))
+		}
+	}
+	drained := make(chan struct{})
+	go func() { p.connWG.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		p.cancel()
+		p.closeConns()
+		<-drained
+		errs = append(errs, fmt.Errorf("draining tunnels: %w", ctx.Err()))
+	}
+	p.cancel()
+	p.transport.CloseIdleConnections()
+	return errors.Join(errs...)
+}
+
+func (p *Proxy) closeConns() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}

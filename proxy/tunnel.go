@@ -1,0 +1,123 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var errTooManyTunnels = errors.New("too many open tunnels")
+
+// copyChunk bounds one splice round, so that deadlines are renewed while
+// data flows.
+const copyChunk = 256 << 10
+
+// tunnel relays client ↔ upstream for an allowed flow. Upstream bytes flow
+// at once (server-first protocols are not delayed); the client's first
+// bytes are inspected for a TLS ClientHello before they are forwarded. It
+// closes both connections and records the outcome. The caller tracks client
+// for Shutdown.
+func (p *Proxy) tunnel(f *flow, client net.Conn, pre []byte, up net.Conn) {
+	defer client.Close()
+	defer up.Close()
+	defer func() {
+		if rec := recover(); rec != nil {
+			p.log.Error("tunnel panicked; connection closed", "panic", rec, "host", f.in.Host)
+			f.finish(fmt.Errorf("tunnel panicked: %v", rec))
+		}
+	}()
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	rawClient, rawUp := rawConn(client), rawConn(up)
+	var wg sync.WaitGroup
+	var downErr error
+	wg.Go(func() {
+		downErr = p.copyDir(rawClient, rawUp, &f.down, &last)
+		if downErr != nil {
+			_ = client.Close()
+			_ = up.Close()
+		}
+	})
+	upErr := p.relayUp(f, client, rawClient, rawUp, pre, &last)
+	if upErr != nil {
+		_ = client.Close()
+		_ = up.Close()
+	}
+	wg.Wait()
+	f.finish(errors.Join(upErr, downErr))
+}
+
+// relayUp inspects the client's first bytes, then copies client → upstream.
+func (p *Proxy) relayUp(f *flow, client, rawClient, rawUp net.Conn, pre []byte, last *atomic.Int64) error {
+	first, err := p.inspect(f, client, pre, last)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if len(first) > 0 {
+		if _, werr := rawUp.Write(first); werr != nil {
+			return fmt.Errorf("writing upstream: %w", werr)
+		}
+		f.up.Add(int64(len(first)))
+		last.Store(time.Now().UnixNano())
+	}
+	if errors.Is(err, io.EOF) {
+		closeWrite(rawUp)
+		return nil
+	}
+	return p.copyDir(rawUp, rawClient, &f.up, last)
+}
+
+// copyDir copies src → dst until EOF (then half-closes dst) or an error.
+// The idle timeout ends it only when neither direction moved for that long.
+func (p *Proxy) copyDir(dst, src net.Conn, n, last *atomic.Int64) error {
+	idle := p.cfg.IdleTimeout
+	for {
+		deadline := time.Now().Add(idle)
+		_ = src.SetReadDeadline(deadline)
+		_ = dst.SetWriteDeadline(deadline)
+		k, err := io.CopyN(dst, src, copyChunk) // *net.TCPConn both sides: splice
+		if k > 0 {
+			n.Add(k)
+			last.Store(time.Now().UnixNano())
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF):
+			closeWrite(dst)
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded) && !idleFor(last, idle):
+		default:
+			return fmt.Errorf("relaying: %w", err)
+		}
+	}
+}
+
+// idleFor reports whether the tunnel has been idle for d.
+func idleFor(last *atomic.Int64, d time.Duration) bool {
+	return time.Since(time.Unix(0, last.Load())) >= d
+}
+
+// rawConn unwraps a client connection to its *net.TCPConn so that io.Copy
+// can splice.
+func rawConn(c net.Conn) net.Conn {
+	if cc, ok := c.(*clientConn); ok {
+		if tc := cc.tcp(); tc != nil {
+			return tc
+		}
+		return cc.Conn
+	}
+	return c
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+	_ = c.Close()
+}
