@@ -43,6 +43,9 @@ func (e *Engine) onCompile(txn storage.Transaction) {
 	}
 	q := &prepared{pq: pq, bundles: readRevisions(ctx, e, txn), at: time.Now()}
 	e.query.Store(q)
+	if !opaLogsConfigured(e.manager.GetConfig().DecisionLogs) {
+		e.logs.viaOPA.Store(hasLogPolicy(e.manager.GetCompiler()))
+	}
 	e.log.Info("policy compiled and deciding", "bundles", q.bundles)
 }
 
@@ -140,4 +143,18 @@ func inputValue(v ast.Value) *any {
 		return nil
 	}
 	return &x
+}
+
+// hasLogPolicy reports whether the policy defines OPA's decision-log mask or
+// drop rules, which only OPA's decision-log plugin applies.
+func hasLogPolicy(c *ast.Compiler) bool {
+	if c == nil {
+		return false
+	}
+	for _, ref := range []string{"data.system.log.mask", "data.system.log.drop"} {
+		if len(c.GetRulesWithPrefix(ast.MustParseRef(ref))) > 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -46,6 +46,10 @@ type pipeline struct {
 	metrics *collectors
 	cur     atomic.Pointer[item] // the item being delivered, for the sink plugin
 	running atomic.Bool
+	// viaOPA is set while OPA's decision-log plugin has work to do (upload,
+	// console, a system.log mask or drop policy); otherwise events skip it.
+	viaOPA atomic.Bool
+	labels map[string]string
 	mu      sync.Mutex
 	obs     map[int]func(*Event)
 	subs    map[int]*subscriber
@@ -78,8 +82,9 @@ func (p *pipeline) enqueue(info *server.Info, d *Decision, in *Input) {
 	}
 }
 
-func (p *pipeline) start(opa *logs.Plugin) {
+func (p *pipeline) start(opa *logs.Plugin, labels map[string]string) {
 	p.opa = opa
+	p.labels = labels
 	p.running.Store(true)
 	go p.run()
 }
@@ -128,9 +133,8 @@ func (p *pipeline) deliver(it *item) {
 		return
 	}
 	it.info.Input = inputValue(it.info.InputAST)
-	if p.opa == nil {
-		p.fanout(it, logs.EventV1{DecisionID: it.info.DecisionID, Path: it.info.Path,
-			Input: it.info.Input, Result: it.info.Results, Timestamp: it.info.Timestamp})
+	if p.opa == nil || !p.viaOPA.Load() {
+		p.fanout(it, p.event(it.info))
 		return
 	}
 	p.cur.Store(it)
@@ -138,6 +142,26 @@ func (p *pipeline) deliver(it *item) {
 	if err := p.opa.Log(context.Background(), it.info); err != nil {
 		p.metrics.logErrors.Inc()
 	}
+}
+
+// event builds the EventV1 OPA's plugin would build, for events that need
+// none of its processing.
+func (p *pipeline) event(info *server.Info) logs.EventV1 {
+	ev := logs.EventV1{
+		Labels: p.labels, DecisionID: info.DecisionID, Path: info.Path,
+		Input: info.Input, Result: info.Results, Timestamp: info.Timestamp,
+		Custom: info.Custom,
+	}
+	if len(info.Bundles) > 0 {
+		ev.Bundles = make(map[string]logs.BundleInfoV1, len(info.Bundles))
+		for name, b := range info.Bundles {
+			ev.Bundles[name] = logs.BundleInfoV1{Revision: b.Revision}
+		}
+	}
+	if info.Metrics != nil {
+		ev.Metrics = info.Metrics.All()
+	}
+	return ev
 }
 
 // fanout writes the final event to every regate sink.

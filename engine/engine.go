@@ -164,7 +164,8 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.Reload(ctx); err != nil {
 		return err
 	}
-	e.logs.start(logs.Lookup(mgr))
+	e.logs.viaOPA.Store(opaLogsConfigured(mgr.GetConfig().DecisionLogs))
+	e.logs.start(logs.Lookup(mgr), mgr.Labels())
 	e.running.Store(true)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("starting OPA plugins: %w", err)

@@ -30,6 +30,8 @@ type Input struct {
 	HostIsIP  bool     `json:"host_is_ip"`
 	TLS       *TLS     `json:"tls,omitempty"`
 	Client    *Client  `json:"client,omitempty"`
+	// The policy also sees input.candidates, computed from Host and Port
+	// by Candidates; it is not a field because callers cannot set it.
 }
 
 // Attempt is what was registered for an attempt: labels and its own lists.
@@ -62,6 +64,7 @@ func (in *Input) AST() ast.Value {
 	item("attempt_id", ast.StringTerm(in.AttemptID))
 	item("host_is_ip", ast.InternedTerm(in.HostIsIP))
 	item("attempt", ast.NewTerm(in.Attempt.ast()))
+	item("candidates", candidatesTerm(in.Host, in.Port))
 	if in.Path != "" {
 		item("path", ast.StringTerm(in.Path))
 	}

@@ -72,3 +72,24 @@ func object(cfg map[string]any, key string) (map[string]any, error) {
 		return nil, fmt.Errorf("opa.%s: must be an object, not %T", key, v)
 	}
 }
+
+// opaLogsConfigured reports whether OPA's decision_logs configuration asks
+// for anything beyond handing events to regate (upload, console).
+func opaLogsConfigured(raw []byte) bool {
+	var dl map[string]any
+	if err := json.Unmarshal(raw, &dl); err != nil {
+		return true
+	}
+	for k, v := range dl {
+		switch k {
+		case "plugin", "request_context":
+		case "console":
+			if v == true {
+				return true
+			}
+		default:
+			return true
+		}
+	}
+	return false
+}
