@@ -50,10 +50,10 @@ type pipeline struct {
 	// console, a system.log mask or drop policy); otherwise events skip it.
 	viaOPA atomic.Bool
 	labels map[string]string
-	mu      sync.Mutex
-	obs     map[int]func(*Event)
-	subs    map[int]*subscriber
-	nextID  int
+	mu     sync.Mutex
+	obs    map[int]func(*Event)
+	subs   map[int]*subscriber
+	nextID int
 }
 
 func newPipeline(cfg Config, m *collectors) *pipeline {

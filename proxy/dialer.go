@@ -59,6 +59,11 @@ func (g *guard) addOwn(addr net.Addr) {
 	g.mu.Unlock()
 }
 
+// Protect makes the guard refuse addr as it refuses the proxy's own
+// listeners, whatever allow_cidrs says: the admin API's TCP listener must
+// never be reachable through the proxy. A unix address is ignored.
+func (p *Proxy) Protect(addr net.Addr) { p.guard.addOwn(addr) }
+
 // isOwn reports whether ap is one of the proxy's listening addresses.
 func (g *guard) isOwn(ap netip.AddrPort) bool {
 	g.mu.RLock()

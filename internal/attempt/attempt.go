@@ -88,6 +88,21 @@ func (r *Registry) Remove(id string) bool {
 	return ok
 }
 
+// Sweep removes every attempt expired at now and returns their ids.
+func (r *Registry) Sweep(now time.Time) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var gone []string
+	for id, a := range r.attempts {
+		if a.Expired(now) {
+			delete(r.attempts, id)
+			gone = append(gone, id)
+		}
+	}
+	slices.Sort(gone)
+	return gone
+}
+
 // Get returns a copy of the attempt registered under id.
 func (r *Registry) Get(id string) (Attempt, bool) {
 	r.mu.RLock()

@@ -131,3 +131,23 @@ func mustAdd(t *testing.T, r *Registry, a Attempt) {
 		t.Fatal(err)
 	}
 }
+
+func TestSweep(t *testing.T) {
+	r := NewRegistry()
+	now := time.Now()
+	for _, a := range []Attempt{
+		{ID: "expired", Token: "t", Expires: now.Add(-time.Second)},
+		{ID: "live", Token: "t", Expires: now.Add(time.Hour)},
+		{ID: "forever", Token: "t"},
+	} {
+		if err := r.Add(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if gone := r.Sweep(now); len(gone) != 1 || gone[0] != "expired" {
+		t.Fatalf("Sweep = %v, want [expired]", gone)
+	}
+	if r.Len() != 2 {
+		t.Fatalf("Len after Sweep = %d, want 2", r.Len())
+	}
+}

@@ -204,3 +204,36 @@ func TestKeysHaveEnvNames(t *testing.T) {
 		}
 	}
 }
+
+func TestAdmin(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", dir)
+	tests := []struct {
+		name  string
+		mode  Mode
+		flags map[string]any
+		want  Admin
+	}{
+		{name: "serve default", mode: ModeServe, want: Admin{Addr: "unix:" + dir + "/regate/admin.sock"}},
+		{name: "serve off", mode: ModeServe, flags: map[string]any{"admin.addr": "off"}},
+		{name: "run default off", mode: ModeRun},
+		{name: "token file to generate", mode: ModeRun,
+			flags: map[string]any{"admin.addr": "127.0.0.1:0", "admin.token_file": dir + "/token"},
+			want:  Admin{Addr: "127.0.0.1:0", TokenFile: dir + "/token"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(Options{Mode: tt.mode, Flags: tt.flags})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Admin != tt.want {
+				t.Errorf("admin = %+v, want %+v", cfg.Admin, tt.want)
+			}
+		})
+	}
+	_, err := Load(Options{Mode: ModeRun, Flags: map[string]any{"admin.addr": "127.0.0.1:0", "admin.token_file": dir + "/nope/token"}})
+	if err == nil || !strings.Contains(err.Error(), "admin.token_file") {
+		t.Errorf("token file in a missing directory: err = %v", err)
+	}
+}
