@@ -18,9 +18,11 @@ import (
 // revisions it was built from. It is swapped atomically on every compiler
 // change and never mutated.
 type prepared struct {
-	pq      rego.PreparedEvalQuery
-	bundles map[string]server.BundleInfo
-	at      time.Time
+	pq        rego.PreparedEvalQuery
+	bundles   map[string]server.BundleInfo
+	at        time.Time
+	cacheable bool
+	fields    inputFields
 }
 
 // onCompile runs inside the store commit that installed a new compiler
@@ -42,6 +44,8 @@ func (e *Engine) onCompile(txn storage.Transaction) {
 		return
 	}
 	q := &prepared{pq: pq, bundles: readRevisions(ctx, e, txn), at: time.Now()}
+	q.cacheable, q.fields = cachePlan(e.manager.GetCompiler())
+	q.cacheable = q.cacheable && !e.cfg.DisableCache
 	e.query.Store(q)
 	if !opaLogsConfigured(e.manager.GetConfig().DecisionLogs) {
 		e.logs.viaOPA.Store(hasLogPolicy(e.manager.GetCompiler()))
@@ -68,7 +72,7 @@ func readRevisions(ctx context.Context, e *Engine, txn storage.Transaction) map[
 func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	start := time.Now()
 	v := in.AST()
-	d, raw, m, err := e.evaluate(ctx, v)
+	d, raw, m, err := e.evaluate(ctx, &in, v)
 	d.ID = uuid.NewString()
 	e.metrics.observe(d, time.Since(start))
 	e.logs.enqueue(&server.Info{
@@ -112,7 +116,10 @@ func (e *Engine) revisions() map[string]server.BundleInfo {
 
 // evaluate runs the prepared query in a read transaction opened before the
 // query pointer is loaded, so data and policy always come from one commit.
-func (e *Engine) evaluate(ctx context.Context, input ast.Value) (Decision, any, metrics.Metrics, error) {
+//
+// A deterministic policy's decisions are served from the cache of the
+// current store commit (cache.go); only successful evaluations are cached.
+func (e *Engine) evaluate(ctx context.Context, in *Input, input ast.Value) (Decision, any, metrics.Metrics, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.DecisionTimeout)
 	defer cancel()
 	txn, err := e.store.NewTransaction(ctx)
@@ -124,6 +131,15 @@ func (e *Engine) evaluate(ctx context.Context, input ast.Value) (Decision, any, 
 	if q == nil {
 		return denied(ReasonNoPolicy), nil, nil, ErrNoPolicy
 	}
+	var key string
+	cache := e.cache.Load()
+	if q.cacheable && cache != nil {
+		key = q.fields.cacheKey(in)
+		if hit, ok := cache.get(key); ok {
+			e.metrics.cacheHits.Inc()
+			return hit.d, hit.raw, nil, nil
+		}
+	}
 	m := metrics.New()
 	rs, err := q.pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTransaction(txn), rego.EvalMetrics(m))
 	if err != nil {
@@ -133,7 +149,16 @@ func (e *Engine) evaluate(ctx context.Context, input ast.Value) (Decision, any, 
 		return denied(ReasonEvalError + ": " + err.Error()), nil, m, err
 	}
 	d, raw := fromResult(rs)
+	if key != "" {
+		cache.put(key, cacheEntry{d: d, raw: raw})
+	}
 	return d, raw, m, nil
+}
+
+// resetCache runs inside every store commit: whatever changed, decisions
+// are computed afresh.
+func (e *Engine) resetCache(context.Context, storage.Transaction, storage.TriggerEvent) {
+	e.cache.Store(newDecisionCache())
 }
 
 // inputValue is the JSON form of an input AST, for sinks that need it.

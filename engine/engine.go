@@ -56,6 +56,10 @@ type Config struct {
 	VerificationKeyID string
 	// DecisionTimeout bounds one evaluation (default 100 ms).
 	DecisionTimeout time.Duration
+	// DisableCache turns off the decision cache (decisions of a policy
+	// without non-deterministic built-ins, remembered until the next policy
+	// or data change).
+	DisableCache bool
 	// Watch enables fsnotify reload of local sources.
 	Watch bool
 	// Debounce is the quiet time after a file event before reloading.
@@ -81,6 +85,7 @@ type Engine struct {
 	remote  bool // OPA config names bundles
 
 	query   atomic.Pointer[prepared]
+	cache   atomic.Pointer[decisionCache]
 	reload  sync.Mutex // serialises local reloads
 	status  statusBox
 	logs    *pipeline
@@ -154,6 +159,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.manager = mgr
 	mgr.RegisterCompilerTrigger(e.onCompile)
+	if err := e.registerCacheReset(ctx); err != nil {
+		return err
+	}
 	disco, err := discovery.New(mgr, discovery.Factories(map[string]plugins.Factory{
 		sinkPluginName: sinkFactory{e.logs},
 	}))
@@ -161,6 +169,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return fmt.Errorf("configuring OPA plugins: %w", err)
 	}
 	mgr.Register(discovery.Name, disco)
+	e.watchRemote() // remote.go: bundle failures in Ready/Status, loads metric
 	if err := e.Reload(ctx); err != nil {
 		return err
 	}
@@ -200,3 +209,21 @@ func (e *Engine) Manager() *plugins.Manager { return e.manager }
 
 // Store is the engine's OPA store.
 func (e *Engine) Store() storage.Store { return e.store }
+
+// registerCacheReset installs the store trigger that drops cached decisions
+// on every commit.
+func (e *Engine) registerCacheReset(ctx context.Context) error {
+	e.cache.Store(newDecisionCache())
+	txn, err := e.store.NewTransaction(ctx, storage.WriteParams)
+	if err != nil {
+		return fmt.Errorf("registering store trigger: %w", err)
+	}
+	if _, err := e.store.Register(ctx, txn, storage.TriggerConfig{OnCommit: e.resetCache}); err != nil {
+		e.store.Abort(ctx, txn)
+		return fmt.Errorf("registering store trigger: %w", err)
+	}
+	if err := e.store.Commit(ctx, txn); err != nil {
+		return fmt.Errorf("registering store trigger: %w", err)
+	}
+	return nil
+}

@@ -15,6 +15,7 @@ type collectors struct {
 	logDropped         prometheus.Counter
 	logErrors          prometheus.Counter
 	subscribersDropped prometheus.Counter
+	cacheHits          prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *collectors {
@@ -48,9 +49,13 @@ func newMetrics(reg prometheus.Registerer) *collectors {
 			Name: "regate_decision_stream_dropped_total",
 			Help: "Decision stream subscribers dropped for reading too slowly.",
 		}),
+		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "regate_decision_cache_hits_total",
+			Help: "Decisions served from the decision cache (no evaluation).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.duration, m.reloads, m.revision, m.logDropped, m.logErrors, m.subscribersDropped)
+		reg.MustRegister(m.decisions, m.duration, m.reloads, m.revision, m.logDropped, m.logErrors, m.subscribersDropped, m.cacheHits)
 	}
 	return m
 }

@@ -34,6 +34,7 @@ type Status struct {
 
 type statusBox struct {
 	mu      sync.Mutex
+	revMu   sync.Mutex // serialises updateRevisionMetric
 	s       Status
 	modules []string
 	paths   []string
@@ -88,7 +89,8 @@ func (e *Engine) Status() Status {
 }
 
 // Ready is nil when a policy is deciding and every OPA plugin is OK (remote
-// bundles activated); otherwise it says what is missing.
+// bundles activated, and the last attempt of each succeeded: remote.go);
+// otherwise it says what is missing or failing.
 func (e *Engine) Ready() error {
 	if e.query.Load() == nil {
 		return errors.New(ReasonNoPolicy)
@@ -98,6 +100,9 @@ func (e *Engine) Ready() error {
 	}
 	st := e.manager.PluginStatus()
 	for _, name := range slices.Sorted(maps.Keys(st)) {
+		if name == sinkPluginName {
+			continue // regate's own sink; it reports no state (NOT_READY)
+		}
 		if s := st[name]; s != nil && s.State != plugins.StateOK {
 			msg := name + " plugin is " + string(s.State)
 			if s.Message != "" {
@@ -109,7 +114,11 @@ func (e *Engine) Ready() error {
 	return nil
 }
 
+// updateRevisionMetric sets the revision gauge from the policy deciding now;
+// local reloads and remote bundle activations (remote.go) both call it.
 func (e *Engine) updateRevisionMetric() {
+	e.status.revMu.Lock()
+	defer e.status.revMu.Unlock()
 	e.metrics.revision.Reset()
 	if q := e.query.Load(); q != nil {
 		for name, b := range q.bundles {

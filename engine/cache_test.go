@@ -1,0 +1,112 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/regate/regate/policies"
+)
+
+func TestCachePlan(t *testing.T) {
+	tests := []struct {
+		name          string
+		policy        string
+		deterministic bool
+		all           bool
+		fields        []string
+	}{
+		{"fields", "package p\n\nx if input.host == input.scheme\n", true, false, []string{"host", "scheme"}},
+		{"nested field", "package p\n\nx if input.client.addr == \"a\"\n", true, false, []string{"client"}},
+		{"bare input", "package p\n\nx := input\n", true, true, nil},
+		{"computed key", "package p\n\nx := input[k] if k := \"host\"\n", true, true, nil},
+		{"input passed to function", "package p\n\nf(i) := i.host\n\nx := f(input)\n", true, true, nil},
+		{"time", "package p\n\nx if time.now_ns() > 0\n", false, false, nil},
+		{"http.send", "package p\n\nx := http.send({\"method\": \"GET\", \"url\": \"http://x\"})\n", false, false, nil},
+		{"rand", "package p\n\nx := rand.intn(\"a\", 10)\n", false, false, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ast.MustCompileModules(map[string]string{"p.rego": tc.policy})
+			det, f := cachePlan(c)
+			if det != tc.deterministic || f.all != tc.all {
+				t.Fatalf("cachePlan = %v, all=%v; want %v, all=%v", det, f.all, tc.deterministic, tc.all)
+			}
+			for _, name := range tc.fields {
+				if !f.has(name) {
+					t.Fatalf("field %q not in the key", name)
+				}
+			}
+		})
+	}
+}
+
+// TestCacheKeyedByWhatThePolicyReads: a policy that reads input.client gets
+// a decision per client address, never another client's.
+func TestCacheKeyedByWhatThePolicyReads(t *testing.T) {
+	policy := "package regate.network\n\ndefault decision := {\"allow\": false, \"reason\": \"no\"}\n\n" +
+		"decision := {\"allow\": true, \"reason\": \"yes\"} if input.client.addr == \"127.0.0.1:1\"\n"
+	e := startEngine(t, Config{Default: simpleFS(policy)})
+	for range 3 {
+		for _, tc := range []struct {
+			addr  string
+			allow bool
+		}{{"127.0.0.1:1", true}, {"127.0.0.1:2", false}} {
+			d, err := e.Decide(context.Background(), Input{Host: "a.test", Port: 443, Client: &Client{Addr: tc.addr, Listener: "http"}})
+			if err != nil || d.Allow != tc.allow {
+				t.Fatalf("client %s: %+v %v, want allow=%v", tc.addr, d, err, tc.allow)
+			}
+		}
+	}
+}
+
+// TestCacheDroppedOnDataChange: a data write (what the admin API and remote
+// bundles do) changes the very next decision.
+func TestCacheDroppedOnDataChange(t *testing.T) {
+	e := startEngine(t, Config{Default: simpleFS(simplePolicy), Allow: []string{"a.test"}})
+	for range 3 {
+		if !decideHost(t, e, "a.test").Allow {
+			t.Fatal("allowed host denied")
+		}
+	}
+	ctx := context.Background()
+	must(t, storage.WriteOne(ctx, e.Store(), storage.ReplaceOp, storage.MustParsePath("/regate/allow"), map[string]any{"b.test": true}))
+	if decideHost(t, e, "a.test").Allow {
+		t.Fatal("cached allow survived a data change")
+	}
+	if !decideHost(t, e, "b.test").Allow {
+		t.Fatal("new data not applied")
+	}
+}
+
+// TestCacheSameDecisionsAsEvaluation is a differential test: an engine with
+// the cache and one without decide a random stream of repeating inputs
+// identically, on the embedded default policy.
+func TestCacheSameDecisionsAsEvaluation(t *testing.T) {
+	cfg := Config{Default: policies.FS, Allow: []string{"**.github.com", "pypi.org:443", "10.0.0.0/8"}, Deny: []string{"evil.github.com"}, Data: map[string]any{"regate": map[string]any{"methods": []any{"GET"}}}}
+	cached := startEngine(t, cfg)
+	cfg.DisableCache = true
+	plain := startEngine(t, cfg)
+	hosts := []string{"github.com", "api.github.com", "evil.github.com", "pypi.org", "10.1.2.3", "11.0.0.1", "example.com"}
+	schemes := []string{SchemeHTTP, SchemeHTTPS, SchemeSOCKS5}
+	methods := []string{"GET", "POST", MethodConnect}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 2000 {
+		in := Input{
+			Host: hosts[r.IntN(len(hosts))], Port: []int{443, 80, 22}[r.IntN(3)],
+			Scheme: schemes[r.IntN(len(schemes))], Method: methods[r.IntN(len(methods))],
+			AttemptID: fmt.Sprintf("a%d", r.IntN(2)),
+		}
+		if r.IntN(4) == 0 {
+			in.Attempt = &Attempt{Allow: []string{"example.com"}}
+		}
+		a, errA := cached.Decide(context.Background(), in)
+		b, errB := plain.Decide(context.Background(), in)
+		if errA != nil || errB != nil || a.Allow != b.Allow || a.Reason != b.Reason || a.Rule != b.Rule {
+			t.Fatalf("input %d %+v: cached %+v (%v), evaluated %+v (%v)", i, in, a, errA, b, errB)
+		}
+	}
+}
