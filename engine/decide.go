@@ -47,9 +47,7 @@ func (e *Engine) onCompile(txn storage.Transaction) {
 	q.cacheable, q.fields = cachePlan(e.manager.GetCompiler())
 	q.cacheable = q.cacheable && !e.cfg.DisableCache
 	e.query.Store(q)
-	if !opaLogsConfigured(e.manager.GetConfig().DecisionLogs) {
-		e.logs.viaOPA.Store(hasLogPolicy(e.manager.GetCompiler()))
-	}
+	e.updateLogRouting()
 	e.log.Info("policy compiled and deciding", "bundles", q.bundles)
 }
 
@@ -71,7 +69,7 @@ func readRevisions(ctx context.Context, e *Engine, txn storage.Transaction) map[
 // error for callers that want it. It never returns an allow with an error.
 func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	start := time.Now()
-	v := in.AST()
+	logged, v := in.asts()
 	d, raw, m, err := e.evaluate(ctx, &in, v)
 	d.ID = uuid.NewString()
 	e.metrics.observe(d, time.Since(start))
@@ -79,7 +77,7 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 		DecisionID: d.ID,
 		Path:       DecisionPath,
 		Timestamp:  start,
-		InputAST:   v,
+		InputAST:   logged,
 		Results:    &raw,
 		Metrics:    m,
 		Bundles:    e.revisions(),
@@ -100,7 +98,7 @@ func (e *Engine) LogDecision(in Input, d Decision) string {
 		DecisionID: d.ID,
 		Path:       DecisionPath,
 		Timestamp:  time.Now(),
-		InputAST:   in.AST(),
+		InputAST:   in.LogAST(),
 		Results:    &raw,
 		Bundles:    e.revisions(),
 	}, &d, &in)
@@ -168,6 +166,12 @@ func inputValue(v ast.Value) *any {
 		return nil
 	}
 	return &x
+}
+
+// updateLogRouting sends events through OPA's decision-log plugin only when
+// it has work to do: upload or console configured, or a mask/drop policy.
+func (e *Engine) updateLogRouting() {
+	e.logs.viaOPA.Store(opaLogsConfigured(e.manager.GetConfig().DecisionLogs) || hasLogPolicy(e.manager.GetCompiler()))
 }
 
 // hasLogPolicy reports whether the policy defines OPA's decision-log mask or

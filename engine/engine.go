@@ -173,7 +173,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.Reload(ctx); err != nil {
 		return err
 	}
-	e.logs.viaOPA.Store(opaLogsConfigured(mgr.GetConfig().DecisionLogs))
+	e.updateLogRouting()
 	e.logs.start(logs.Lookup(mgr), mgr.Labels())
 	e.running.Store(true)
 	if err := mgr.Start(ctx); err != nil {

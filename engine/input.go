@@ -52,10 +52,29 @@ type Client struct {
 	Listener string `json:"listener"`
 }
 
-// AST converts the input to an OPA value without a JSON round trip; it is
-// on the hot path of every decision.
+// AST is the input the policy evaluates: the fields plus input.candidates.
 func (in *Input) AST() ast.Value {
-	terms := make([][2]*ast.Term, 0, 10)
+	_, v := in.asts()
+	return v
+}
+
+// LogAST is the input as decision logs record it: input.candidates, derived
+// from host and port (and hundreds of strings for an IPv6 host), is left out.
+func (in *Input) LogAST() ast.Value {
+	return ast.NewObject(in.terms()...)
+}
+
+// asts builds both forms from one set of terms, without a JSON round trip:
+// this is on the hot path of every decision.
+func (in *Input) asts() (logged, evaluated ast.Value) {
+	terms := in.terms()
+	logged = ast.NewObject(terms...)
+	terms = append(terms, [2]*ast.Term{ast.StringTerm("candidates"), candidatesTerm(in.Host, in.Port)})
+	return logged, ast.NewObject(terms...)
+}
+
+func (in *Input) terms() [][2]*ast.Term {
+	terms := make([][2]*ast.Term, 0, 11)
 	item := func(k string, v *ast.Term) { terms = append(terms, [2]*ast.Term{ast.StringTerm(k), v}) }
 	item("host", ast.StringTerm(in.Host))
 	item("port", ast.InternedTerm(in.Port))
@@ -64,7 +83,6 @@ func (in *Input) AST() ast.Value {
 	item("attempt_id", ast.StringTerm(in.AttemptID))
 	item("host_is_ip", ast.InternedTerm(in.HostIsIP))
 	item("attempt", ast.NewTerm(in.Attempt.ast()))
-	item("candidates", candidatesTerm(in.Host, in.Port))
 	if in.Path != "" {
 		item("path", ast.StringTerm(in.Path))
 	}
@@ -77,7 +95,7 @@ func (in *Input) AST() ast.Value {
 			[2]*ast.Term{ast.StringTerm("listener"), ast.StringTerm(in.Client.Listener)},
 		))
 	}
-	return ast.NewObject(terms...)
+	return terms
 }
 
 // ast renders the attempt; a nil attempt is an empty one so that policies can

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -17,6 +18,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/plugins/logs"
 	"github.com/open-policy-agent/opa/v1/plugins/status"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/util"
 )
 
 // unknownOption matches the warning OPA's configuration schema gives for a
@@ -77,11 +79,24 @@ func validatePlugins(mgr *plugins.Manager, c *config.Config) []error {
 		_, err := bundle.ParseConfig(c.Bundle, services) //nolint:staticcheck // OPA still accepts it
 		add("bundle", err)
 	}
-	_, err := bundle.NewConfigBuilder().WithBytes(c.Bundles).WithServices(services).WithKeyConfigs(keyConfigs).Parse()
-	add("bundles", err)
-	_, err = logs.NewConfigBuilder().WithBytes(c.DecisionLogs).WithServices(services).
+	// One bundle at a time, so that every bad one is reported.
+	var bundles map[string]json.RawMessage
+	if err := util.Unmarshal(c.Bundles, &bundles); c.Bundles != nil && err != nil {
+		add("bundles", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(bundles)) {
+		one, _ := json.Marshal(map[string]json.RawMessage{name: bundles[name]})
+		_, err := bundle.NewConfigBuilder().WithBytes(one).WithServices(services).WithKeyConfigs(keyConfigs).Parse()
+		add("bundles."+name, err)
+	}
+	dl, err := logs.NewConfigBuilder().WithBytes(c.DecisionLogs).WithServices(services).
 		WithPlugins([]string{sinkPluginName}).WithLogger(logging.NewNoOpLogger()).Parse()
 	add("decision_logs", err)
+	// OPA checks the service only when no plugin is set; regate always
+	// sets its own.
+	if dl != nil && dl.Service != "" && !slices.Contains(services, dl.Service) {
+		add("decision_logs.service", fmt.Errorf("no service %q in opa.services", dl.Service))
+	}
 	_, err = status.NewConfigBuilder().WithBytes(c.Status).WithServices(services).
 		WithPlugins([]string{sinkPluginName}).Parse()
 	add("status", err)
