@@ -232,3 +232,21 @@ func TestTamperedBundleOnReloadKeepsLastGood(t *testing.T) {
 		t.Fatalf("revision changed: %v", e.Status().Bundles)
 	}
 }
+
+// TestPatternLibraryBesideOwnPolicy: a --policy that replaces the default
+// can still use the embedded pattern library, and a bundle that ships its
+// own copy of the library (root regate/lib) takes its place without
+// conflict.
+func TestPatternLibraryBesideOwnPolicy(t *testing.T) {
+	own := "package regate.network\n\nimport data.regate.lib.hits\n\n" +
+		"default decision := {\"allow\": false, \"reason\": \"no\"}\n\n" +
+		"decision := {\"allow\": true, \"reason\": hits.allow} if hits.allow\n"
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "own.rego"), own)
+	for _, policies := range [][]string{{dir}, {dir, "../policies/lib"}} {
+		e := startEngine(t, Config{Policies: policies, Default: policiesFS(), Allow: []string{"**.github.com"}})
+		if d := decideHost(t, e, "api.github.com"); !d.Allow || d.Reason != "**.github.com" {
+			t.Fatalf("policies %v: %+v", policies, d)
+		}
+	}
+}

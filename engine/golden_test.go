@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,3 +66,5 @@ func TestGoldenDecisions(t *testing.T) {
 		})
 	}
 }
+
+func policiesFS() fs.FS { return policies.FS }

@@ -77,13 +77,20 @@ func (e *Engine) apply(ctx context.Context, txn storage.Transaction, txnCtx *sto
 			return fmt.Errorf("removing data %s: %w", p, err)
 		}
 	}
+	owned, err := e.libOwned(ctx, txn, src)
+	if err != nil {
+		return err
+	}
+	if !owned {
+		maps.Copy(src.modules, src.lib)
+	}
 	for id, m := range src.modules {
 		if err := e.store.UpsertPolicy(ctx, txn, id, m.Raw); err != nil {
 			return fmt.Errorf("storing policy %s: %w", id, err)
 		}
 	}
 	compiler := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)
-	err := bundle.Activate(&bundle.ActivateOpts{
+	err = bundle.Activate(&bundle.ActivateOpts{
 		Ctx: ctx, Store: e.store, Txn: txn, TxnCtx: txnCtx,
 		Compiler: compiler, Metrics: metrics.New(), Bundles: src.bundles,
 		ParserOptions: ast.ParserOptions{RegoVersion: ast.RegoV1},
@@ -214,4 +221,36 @@ func (e *Engine) verification() *bundle.VerificationConfig {
 		}
 	}
 	return bundle.NewVerificationConfig(keys, id, "", nil)
+}
+
+// libOwned reports whether a bundle, local or remote, owns the root of the
+// embedded pattern library; then the bundle's copy is the one that counts.
+func (e *Engine) libOwned(ctx context.Context, txn storage.Transaction, src *sources) (bool, error) {
+	covers := func(roots []string) bool {
+		for _, r := range roots {
+			if r == "" || r == libRoot || strings.HasPrefix(libRoot, r+"/") || strings.HasPrefix(r, libRoot+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, b := range src.bundles {
+		if b.Manifest.Roots != nil && covers(*b.Manifest.Roots) {
+			return true, nil
+		}
+	}
+	names, err := bundle.ReadBundleNamesFromStore(ctx, e.store, txn)
+	if err != nil && !storage.IsNotFound(err) {
+		return false, fmt.Errorf("reading bundle roots: %w", err)
+	}
+	for _, name := range names {
+		if _, local := src.bundles[name]; local {
+			continue
+		}
+		roots, _ := bundle.ReadBundleRootsFromStore(ctx, e.store, txn, name)
+		if covers(roots) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -15,10 +15,20 @@ import (
 // defaultModulePrefix names the embedded default's modules in the store.
 const defaultModulePrefix = "regate-default/"
 
+// libDir and libRoot are where the default's pattern library lives, in the
+// embedded files and in data.
+const (
+	libDir  = "lib"
+	libRoot = "regate/lib"
+)
+
 // sources is everything the local policy sources hold, parsed: plain Rego
 // modules and data (the embedded default, files, directories), and bundles.
 type sources struct {
 	modules map[string]*loader.RegoFile // by store id
+	// lib is the embedded pattern library (packages regate.lib.*), loaded
+	// beside any policy unless a bundle owns the root regate/lib.
+	lib     map[string]*loader.RegoFile
 	data    map[string]any
 	bundles map[string]*bundle.Bundle // by name (the path)
 }
@@ -47,7 +57,15 @@ func skipTests(_ string, info fs.FileInfo, depth int) bool {
 // loadSources parses every local source. It touches nothing shared, so it
 // runs off the hot path; any error refuses the whole reload.
 func (e *Engine) loadSources(vc *bundle.VerificationConfig) (*sources, error) {
-	src := &sources{modules: map[string]*loader.RegoFile{}, data: map[string]any{}, bundles: map[string]*bundle.Bundle{}}
+	src := &sources{modules: map[string]*loader.RegoFile{}, lib: map[string]*loader.RegoFile{}, data: map[string]any{}, bundles: map[string]*bundle.Bundle{}}
+	if e.cfg.Default != nil && (len(e.cfg.Policies) > 0 || e.remote) {
+		res, err := loader.NewFileLoader().WithFS(e.cfg.Default).WithRegoVersion(ast.RegoV1).Filtered([]string{libDir}, skipTests)
+		if err == nil {
+			for name, m := range res.Modules {
+				src.lib[defaultModulePrefix+name] = m
+			}
+		}
+	}
 	if len(e.cfg.Policies) == 0 && e.cfg.Default != nil && !e.remote {
 		res, err := loader.NewFileLoader().WithFS(e.cfg.Default).WithRegoVersion(ast.RegoV1).Filtered([]string{"."}, skipTests)
 		if err != nil {
