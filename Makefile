@@ -24,9 +24,11 @@ bench:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzNormalizeHost -fuzztime $(FUZZTIME) ./engine/
-	$(GO) test -run '^$$' -fuzz FuzzParseConnectTarget -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzParseTarget -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzSOCKS5Handshake -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzClientHelloSNI -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzFraming -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzCandidatesMatchRego -fuzztime $(FUZZTIME) ./engine/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
