@@ -48,6 +48,7 @@ func (e *Engine) onCompile(txn storage.Transaction) {
 	q.cacheable = q.cacheable && !e.cfg.DisableCache
 	e.query.Store(q)
 	e.updateLogRouting()
+	e.updateRevisionMetric()
 	e.log.Info("policy compiled and deciding", "bundles", q.bundles)
 }
 

@@ -54,6 +54,9 @@ func newMetrics(reg prometheus.Registerer) *collectors {
 			Help: "Decisions served from the decision cache (no evaluation).",
 		}),
 	}
+	for _, r := range []string{"success", "failure"} {
+		m.reloads.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.decisions, m.duration, m.reloads, m.revision, m.logDropped, m.logErrors, m.subscribersDropped, m.cacheHits)
 	}

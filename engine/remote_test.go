@@ -200,7 +200,8 @@ func TestDecisionLogUpload(t *testing.T) {
 	logs := newReceiver(t)
 	logs.down.Store(true)
 	var local syncBuffer
-	e := startEngine(t, Config{DecisionLog: &local, OPA: opaConfig(t, srv.URL, public, map[string]any{
+	reg := prometheus.NewRegistry()
+	e := startEngine(t, Config{DecisionLog: &local, Registerer: reg, OPA: opaConfig(t, srv.URL, public, map[string]any{
 		"services": map[string]any{"logs": map[string]any{"url": logs.URL}},
 		"decision_logs": map[string]any{"service": "logs", "reporting": map[string]any{
 			"min_delay_seconds": 1, "max_delay_seconds": 1, "buffer_size_limit_bytes": 1 << 20,
@@ -250,6 +251,9 @@ func TestDecisionLogUpload(t *testing.T) {
 	}
 	if len(seen) != n {
 		t.Errorf("%d distinct events uploaded, want %d", len(seen), n)
+	}
+	if dropped := sample(t, reg, "regate_decision_log_dropped_total"); dropped != 0 {
+		t.Errorf("regate_decision_log_dropped_total = %v, want 0", dropped)
 	}
 	e.Flush(context.Background())
 	if strings.Contains(local.String(), `"attempt_id":"secret-`) {

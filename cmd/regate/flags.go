@@ -54,11 +54,11 @@ func addPolicyFlags(fs *pflag.FlagSet) {
 }
 
 // addListenerFlags adds the listener flags of run and serve.
-func addListenerFlags(fs *pflag.FlagSet, httpDef, socksDef string) {
+func addListenerFlags(fs *pflag.FlagSet, httpDef, socksDef, adminDef string) {
 	fs.String("http", "", "HTTP proxy listener `ADDR`, or off (default "+httpDef+")")
 	fs.String("socks", "", "SOCKS5 listener `ADDR`, or off (default "+socksDef+")")
-	fs.String("admin", "", "admin API `ADDR`: unix:PATH or loopback HOST:PORT (default off)")
-	fs.String("admin-token-file", "", "bearer token `FILE` for a TCP admin listener")
+	fs.String("admin", "", "admin API `ADDR`: unix:PATH or loopback HOST:PORT, or off (default "+adminDef+")")
+	fs.String("admin-token-file", "", "bearer token `FILE` for a TCP admin listener (generated when missing)")
 	fs.Bool("listen-any", false, "allow proxy listeners on non-loopback addresses")
 	fs.Bool("watch", true, "reload local policy files when they change")
 	fs.Duration("shutdown-timeout", 0, "how long shutdown drains connections")

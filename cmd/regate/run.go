@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/regate/regate/internal/admin"
 	"github.com/regate/regate/internal/attempt"
 	"github.com/regate/regate/internal/childenv"
 	"github.com/regate/regate/internal/config"
@@ -36,7 +37,7 @@ found; 126 when it cannot be executed; 125 when regate itself fails.`,
 	fs := cmd.Flags()
 	fs.SetInterspersed(false) // everything from CMD on belongs to CMD
 	addPolicyFlags(fs)
-	addListenerFlags(fs, "127.0.0.1:0, an ephemeral port", "127.0.0.1:0")
+	addListenerFlags(fs, "127.0.0.1:0, an ephemeral port", "127.0.0.1:0", "off")
 	fs.String("attempt-id", "", "the attempt's id (default 128 random bits)")
 	fs.StringToString("label", nil, "attempt label `KEY=VALUE` (repeatable), as input.attempt.labels")
 	fs.BoolP("quiet", "q", false, "do not print the summary of blocked connections")
@@ -79,6 +80,7 @@ type sandbox struct {
 	id, token string
 	summary   *blockedSummary
 	unobserve func()
+	admin     *admin.Server // nil when off
 }
 
 func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
@@ -95,10 +97,7 @@ func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
 	}
 	ctx := cmd.Context()
 	log := newLogger(cfg, a.stderr)
-	if cfg.Admin.Addr != "" {
-		log.Warn("the admin API is not implemented yet; ignoring admin.addr", "addr", cfg.Admin.Addr)
-	}
-	reg := prometheus.NewRegistry()
+	reg := newRegistry()
 	e, err := a.startEngine(ctx, cfg, log, reg, true)
 	if err != nil {
 		return nil, err
@@ -117,6 +116,17 @@ func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
 	if sb.ls, err = listen(ctx, cfg); err != nil {
 		e.stop(ctx, cfg.ShutdownTimeout)
 		return nil, err
+	}
+	var adminAddr string
+	sb.admin, adminAddr, err = a.startAdmin(ctx, adminWiring{cfg: cfg, engine: e.Engine, proxy: p, ls: sb.ls,
+		attempts: attempts, bound: id, reg: reg, log: log})
+	if err != nil {
+		sb.ls.close()
+		e.stop(ctx, cfg.ShutdownTimeout)
+		return nil, err
+	}
+	if adminAddr != "" {
+		log.Info("admin API listening", "admin", adminAddr)
 	}
 	sb.proxy = p
 	sb.unobserve = e.Observe(sb.summary.observe)
@@ -143,6 +153,7 @@ func (sb *sandbox) stop(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sb.cfg.ShutdownTimeout)
 	defer cancel()
 	_ = sb.proxy.Shutdown(ctx)
+	stopAdmin(ctx, sb.admin, sb.cfg.ShutdownTimeout, slog.New(slog.DiscardHandler))
 	sb.engine.Flush(ctx)
 	sb.unobserve()
 	sb.engine.stop(ctx, sb.cfg.ShutdownTimeout)

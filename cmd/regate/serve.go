@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/regate/regate/internal/attempt"
@@ -24,13 +24,19 @@ func (a *app) serveCommand() *cobra.Command {
 --listen-any) until SIGINT or SIGTERM, then drains connections within the
 shutdown timeout. SIGHUP reloads the policy; local policy files are also
 watched. Clients without proxy credentials are accepted as anonymous
-(attempt_id "") unless --allow-anonymous=false.`,
+(attempt_id "") unless --allow-anonymous=false.
+
+The admin API (health, status, runtime policy and data, attempts,
+decisions, metrics) listens on --admin: by default the unix socket
+$XDG_RUNTIME_DIR/regate/admin.sock (else $TMPDIR/regate-UID/admin.sock),
+mode 0600; a loopback HOST:PORT requires the bearer token of
+--admin-token-file (generated, mode 0600, when the file does not exist).`,
 		Args: argsCode(cobra.NoArgs, exitError),
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.serve(cmd) },
 	}
 	fs := cmd.Flags()
 	addPolicyFlags(fs)
-	addListenerFlags(fs, "127.0.0.1:3128", "127.0.0.1:1080")
+	addListenerFlags(fs, "127.0.0.1:3128", "127.0.0.1:1080", "unix:"+config.DefaultAdminSocket())
 	fs.Bool("allow-anonymous", true, "accept clients without proxy credentials")
 	usageCode(cmd, exitError)
 	return cmd
@@ -46,16 +52,14 @@ func (a *app) serve(cmd *cobra.Command) error {
 	}
 	ctx := cmd.Context()
 	log := newLogger(cfg, a.stderr)
-	reg := prometheus.NewRegistry()
+	reg := newRegistry()
 	e, err := a.startEngine(ctx, cfg, log, reg, true)
 	if err != nil {
 		return err
 	}
 	defer e.stop(ctx, cfg.ShutdownTimeout)
-	if cfg.Admin.Addr != "" {
-		log.Warn("the admin API is not implemented yet; ignoring admin.addr", "addr", cfg.Admin.Addr)
-	}
-	p, err := newProxy(cfg, e.Engine, "", log, reg, attempt.NewRegistry())
+	attempts := attempt.NewRegistry()
+	p, err := newProxy(cfg, e.Engine, "", log, reg, attempts)
 	if err != nil {
 		return err
 	}
@@ -63,8 +67,16 @@ func (a *app) serve(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	var up atomic.Bool
+	adm, adminAddr, err := a.startAdmin(ctx, adminWiring{cfg: cfg, engine: e.Engine, proxy: p, ls: ls,
+		attempts: attempts, reg: reg, ready: listenersReady(&up), log: log})
+	if err != nil {
+		ls.close()
+		return err
+	}
 	errc := serve(p, ls, log)
-	log.Info("serving", "http", addr(ls.http), "socks5", addr(ls.socks),
+	up.Store(true)
+	log.Info("serving", "http", addr(ls.http), "socks5", addr(ls.socks), "admin", adminAddr,
 		"policy", policySource(cfg.Policies, e.Status().Bundles), "allow_anonymous", cfg.AllowAnonymous)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -84,8 +96,21 @@ func (a *app) serve(cmd *cobra.Command) error {
 			break
 		}
 	}
+	up.Store(false)
 	shutdown(ctx, p, cfg, log)
+	stopAdmin(ctx, adm, cfg.ShutdownTimeout, log)
 	return err
+}
+
+// listenersReady is the admin API's view of the proxy listeners: serving
+// from start to shutdown.
+func listenersReady(up *atomic.Bool) func() error {
+	return func() error {
+		if !up.Load() {
+			return errors.New("the proxy listeners are not serving")
+		}
+		return nil
+	}
 }
 
 // shutdown stops accepting, drains open connections until the shutdown

@@ -217,8 +217,8 @@ func (p *problems) format(s string) string {
 	return s
 }
 
-// opa checks only that OPA's configuration is an object; OPA validates the
-// rest when the engine starts.
+// opa checks OPA's configuration with OPA's own validation, as the engine
+// will use it (engine.ValidateOPAConfig): every problem, named by its key.
 func (p *problems) opa(v any) []byte {
 	if v == nil {
 		return nil
@@ -231,6 +231,14 @@ func (p *problems) opa(v any) []byte {
 	b, err := json.Marshal(m)
 	if err != nil {
 		p.add("opa: encoding as JSON: %w", err)
+		return nil
+	}
+	if err := engine.ValidateOPAConfig(b); err != nil {
+		if multi, ok := err.(interface{ Unwrap() []error }); ok {
+			*p = append(*p, multi.Unwrap()...)
+		} else {
+			*p = append(*p, err)
+		}
 		return nil
 	}
 	return b

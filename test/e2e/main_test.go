@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,14 @@ import (
 
 // regateBin is the binary under test, built once by TestMain.
 var regateBin string
+
+// runtimeRoot holds one XDG_RUNTIME_DIR per regate invocation, so that
+// serve's default admin socket never collides between tests nor touches
+// the user's own.
+var (
+	runtimeRoot string
+	runtimeN    atomic.Int64
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(buildAndRun(m))
@@ -33,6 +42,7 @@ func buildAndRun(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	regateBin = filepath.Join(dir, "regate")
+	runtimeRoot = filepath.Join(dir, "run")
 	args := []string{"build", "-o", regateBin}
 	if raceEnabled {
 		args = append(args, "-race") // shares the build cache with the -race unit tests
@@ -69,9 +79,11 @@ func cleanEnv(extra ...string) []string {
 // regateCmd prepares a regate invocation with a clean environment.
 func regateCmd(ctx context.Context, env []string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, regateBin, args...)
+	xdg := filepath.Join(runtimeRoot, strconv.FormatInt(runtimeN.Add(1), 10))
+	_ = os.MkdirAll(xdg, 0o700)
 	// A -race binary sleeps a second at exit unless told not to; a race it
 	// finds still fails the test (exit status 66).
-	cmd.Env = cleanEnv(append([]string{"GORACE=atexit_sleep_ms=0"}, env...)...)
+	cmd.Env = cleanEnv(append([]string{"GORACE=atexit_sleep_ms=0", "XDG_RUNTIME_DIR=" + xdg}, env...)...)
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }

@@ -19,6 +19,7 @@ type daemon struct {
 	cmd         *exec.Cmd
 	logs        *bufio.Reader // its JSON log lines on stderr
 	http, socks string
+	admin       string // "unix:PATH" or HOST:PORT, "" when off
 }
 
 // startServe starts `regate serve` on ephemeral ports and waits for its
@@ -41,11 +42,11 @@ func startServe(t *testing.T, args ...string) *daemon {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	var line struct{ HTTP, SOCKS5 string }
+	var line struct{ HTTP, SOCKS5, Admin string }
 	if err := json.Unmarshal([]byte(readLineContaining(t, d.logs, `"msg":"serving"`)), &line); err != nil {
 		t.Fatal(err)
 	}
-	d.http, d.socks = line.HTTP, line.SOCKS5
+	d.http, d.socks, d.admin = line.HTTP, line.SOCKS5, line.Admin
 	return d
 }
 

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"strings"
+	"testing"
+)
+
+// tinyArgs run every workload at sizes that finish in a few seconds.
+var tinyArgs = []string{"-d", "100ms", "-warmup", "20ms", "-rounds", "2", "-c", "2", "-bulk", "1", "-n", "5"}
+
+// wantRows are the report's rows, in order.
+var wantRows = []string{"keepalive", "newconn", "connect-up", "connect-down", "connect-p50", "connect-p99"}
+
+// TestRunJSON runs the tool as `go run ./test/load -json` would, against
+// direct and the in-process regate, and checks that every row is there,
+// that every request succeeded and that every decision was logged. No
+// timing is asserted.
+func TestRunJSON(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := append([]string{"-json", "-squid", "off"}, tinyArgs...)
+	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	var rep report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("decoding the JSON line %q: %v", stdout.String(), err)
+	}
+	checkReport(t, &rep, []string{targetDirect, targetRegate, targetRelay})
+	if rep.SquidSkipped == "" {
+		t.Error("squid neither measured nor reported skipped")
+	}
+	st := rep.DecisionLog[targetRegate]
+	if st.Lines == 0 || float64(st.Lines) != st.Decisions || st.Dropped != 0 {
+		t.Errorf("decision log %+v: want one line per decision, none dropped", st)
+	}
+	for _, w := range wantRows {
+		if !strings.Contains(stderr.String(), titleOf(&rep, w)) {
+			t.Errorf("table lacks %q:\n%s", w, stderr.String())
+		}
+	}
+}
+
+// TestSquidBaseline runs the workloads against Squid too, when installed.
+func TestSquidBaseline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts squid")
+	}
+	if _, err := findSquid("auto"); err != nil {
+		t.Skip(err)
+	}
+	o, err := parseFlags(tinyArgs, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := measure(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep, []string{targetDirect, targetRegate, targetSquid, targetRelay})
+	if rep.Squid == "" || rep.SquidAccessLogLines == 0 {
+		t.Errorf("squid version %q, access log lines %d", rep.Squid, rep.SquidAccessLogLines)
+	}
+	for _, w := range rep.Rows {
+		if _, ok := w.VsSquid[targetRegate]; !ok {
+			t.Errorf("%s: no regate/squid ratio", w.ID)
+		}
+		if _, ok := w.VsRelay[targetRegate]; !ok && strings.HasPrefix(w.ID, "connect-") {
+			t.Errorf("%s: no regate/relay ratio", w.ID)
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown workload", []string{"-w", "keepalive,nope"}, `unknown workload "nope"`},
+		{"zero clients", []string{"-c", "0"}, "-c 0"},
+		{"stray argument", []string{"extra"}, "unexpected arguments"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseFlags(tc.args, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func checkReport(t *testing.T, rep *report, targets []string) {
+	t.Helper()
+	if strings.Join(rep.Targets, ",") != strings.Join(targets, ",") {
+		t.Fatalf("targets %v, want %v", rep.Targets, targets)
+	}
+	var ids []string
+	for _, w := range rep.Rows {
+		ids = append(ids, w.ID)
+		for _, name := range targets {
+			if name == targetRelay && !strings.HasPrefix(w.ID, "connect-") {
+				if _, ok := w.Values[name]; ok {
+					t.Errorf("%s: the CONNECT-only relay has a value", w.ID)
+				}
+				continue
+			}
+			if w.Values[name] <= 0 {
+				t.Errorf("%s, %s: value %v", w.ID, name, w.Values[name])
+			}
+			if n := w.Errors[name]; n > 0 {
+				t.Errorf("%s, %s: %d errors, first: %s", w.ID, name, n, w.FirstErrors[name])
+			}
+			if _, ok := w.VsDirect[name]; !ok && name != targetDirect {
+				t.Errorf("%s, %s: no ratio against direct", w.ID, name)
+			}
+		}
+	}
+	if strings.Join(ids, ",") != strings.Join(wantRows, ",") {
+		t.Fatalf("rows %v, want %v", ids, wantRows)
+	}
+}
+
+func titleOf(rep *report, id string) string {
+	for _, w := range rep.Rows {
+		if w.ID == id {
+			return w.Title
+		}
+	}
+	return "(missing " + id + ")"
+}
+
+// benchEnv starts the upstream and the in-process regate for a benchmark.
+func benchEnv(b *testing.B) (*upstream, []target) {
+	b.Helper()
+	u, err := startUpstream(128)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(u.close)
+	r, err := startInProcess(context.Background(), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if _, err := r.stop(); err != nil {
+			b.Error(err)
+		}
+	})
+	return u, []target{{name: targetDirect}, {name: targetRegate, proxyAddr: r.addr}}
+}
+
+// BenchmarkGET measures GETs on keep-alive and on new connections, 16
+// concurrent clients, directly and through regate. Profile the proxy with
+// -cpuprofile and -bench 'GET/.*/regate'.
+func BenchmarkGET(b *testing.B) {
+	u, targets := benchEnv(b)
+	for _, keep := range []bool{true, false} {
+		name := map[bool]string{true: "keepalive", false: "newconn"}[keep]
+		for _, t := range targets {
+			b.Run(name+"/"+t.name, func(b *testing.B) {
+				req := t.getRequest(u.httpPort, !keep)
+				b.SetParallelism(8)
+				b.RunParallel(func(pb *testing.PB) {
+					var conn net.Conn
+					var br *bufio.Reader
+					defer func() {
+						if conn != nil {
+							_ = conn.Close()
+						}
+					}()
+					for pb.Next() {
+						if conn == nil {
+							var err error
+							if conn, err = t.dialHTTP(u.httpPort); err != nil {
+								b.Error(err)
+								return
+							}
+							br = bufio.NewReader(conn)
+						}
+						again, err := roundTrip(conn, br, req)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if !again {
+							_ = conn.Close()
+							conn = nil
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+// BenchmarkConnect measures a new tunnel's setup (to the first echoed
+// byte) and bulk upload and download through it, directly and through
+// regate.
+func BenchmarkConnect(b *testing.B) {
+	u, targets := benchEnv(b)
+	for _, t := range targets {
+		b.Run("setup/"+t.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := connectSetup(t, u); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	const size = 64 << 20
+	for _, dir := range []struct {
+		name string
+		run  func(target, *upstream, int64) sample
+	}{{"upload", upload}, {"download", download}} {
+		for _, t := range targets {
+			b.Run(dir.name+"/"+t.name, func(b *testing.B) {
+				b.SetBytes(size)
+				for b.Loop() {
+					if s := dir.run(t, u, size); s.errs > 0 {
+						b.Fatal(s.firstErr)
+					}
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,130 @@
+// Command load measures regate's proxy against a direct baseline and, when
+// it is installed, Squid: keep-alive and new-connection GET requests/s,
+// CONNECT bulk throughput and the latency a new CONNECT adds. Everything
+// runs on 127.0.0.1 in one bounded run (≲60 s with the defaults): a local
+// upstream, regate in-process (proxy and real engine on the embedded
+// default policy, decision log on), optionally `regate serve` from a built
+// binary, and a Squid started with a generated configuration. Targets are
+// measured in interleaved rounds, and every figure is also given as a
+// ratio against the direct baseline of the same run.
+//
+//	go run ./test/load [-d 500ms] [-rounds 5] [-c 16] [-bulk 256] [-n 500]
+//	                   [-binary bin/regate] [-squid auto|off|PATH] [-json]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command-line settings.
+type options struct {
+	duration   time.Duration // one target, one round of a GET workload
+	warmup     time.Duration // one target, before the GET rounds
+	rounds     int           // interleaved rounds per workload
+	clients    int           // concurrent GET clients
+	bulkMiB    int           // bytes per CONNECT transfer, MiB
+	samples    int           // CONNECT setup samples per target
+	bodySize   int           // GET response body
+	squid      string        // auto, off or a path
+	binary     string        // regate binary to also measure, or ""
+	jsonOut    bool
+	cpuProfile string
+	keep       bool // keep the temporary directory
+	relay      bool // measure the reference CONNECT relay
+	workloads  map[string]bool
+}
+
+// workloadNames are the -w values, in run order.
+var workloadNames = []string{"keepalive", "newconn", "connect-up", "connect-down", "latency"}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&o.duration, "d", 500*time.Millisecond, "duration of one GET round per target")
+	fs.DurationVar(&o.warmup, "warmup", 200*time.Millisecond, "GET warm-up per target before the rounds")
+	fs.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per workload")
+	fs.IntVar(&o.clients, "c", 16, "concurrent GET clients")
+	fs.IntVar(&o.bulkMiB, "bulk", 256, "MiB per CONNECT bulk transfer (each direction, each round)")
+	fs.IntVar(&o.samples, "n", 500, "new CONNECT setups measured per target")
+	fs.IntVar(&o.bodySize, "body", 128, "GET response body bytes")
+	fs.StringVar(&o.squid, "squid", "auto", "squid binary: auto (PATH, /usr/sbin), off, or a path")
+	fs.StringVar(&o.binary, "binary", "", "also measure `regate serve` from this built binary (e.g. bin/regate)")
+	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON line on stdout (the table goes to stderr)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (in-process regate, clients, upstream)")
+	fs.BoolVar(&o.relay, "relay", true, "also measure a minimal splice relay on the CONNECT rows (the cost of the extra hop)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, squid.conf)")
+	only := fs.String("w", strings.Join(workloadNames, ","), "workloads to run, comma-separated")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var errs []error
+	o.workloads = map[string]bool{}
+	for w := range strings.SplitSeq(*only, ",") {
+		if !slices.Contains(workloadNames, w) {
+			errs = append(errs, fmt.Errorf("-w: unknown workload %q (want %s)", w, strings.Join(workloadNames, ",")))
+		}
+		o.workloads[w] = true
+	}
+	for name, v := range map[string]int{"-rounds": o.rounds, "-c": o.clients, "-bulk": o.bulkMiB, "-n": o.samples} {
+		if v < 1 {
+			errs = append(errs, fmt.Errorf("%s %d: want at least 1", name, v))
+		}
+	}
+	if o.duration <= 0 || o.warmup < 0 || o.bodySize < 0 {
+		errs = append(errs, errors.New("-d must be positive, -warmup and -body not negative"))
+	}
+	return o, errors.Join(errs...)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	rep, err := measure(ctx, o, stderr)
+	if err != nil {
+		return err
+	}
+	if o.jsonOut {
+		rep.writeTable(stderr)
+		return rep.writeJSON(stdout)
+	}
+	rep.writeTable(stdout)
+	return nil
+}

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"time"
+)
+
+// env is what a run measures: the upstream and the targets in table
+// order, and how to stop what was started.
+type env struct {
+	u       *upstream
+	targets []target
+	stops   []func(*report)
+}
+
+// measure starts the upstream and every target, runs the workloads and
+// stops everything, whatever happened.
+func measure(ctx context.Context, o options, progress io.Writer) (*report, error) {
+	dir, err := os.MkdirTemp("", "regate-load-")
+	if err != nil {
+		return nil, err
+	}
+	if o.keep {
+		fmt.Fprintln(progress, "temporary directory:", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	rep := newReport(o)
+	e, err := setUp(ctx, o, dir, rep, progress)
+	if err == nil && o.relay {
+		err = e.addRelay()
+	}
+	defer func() {
+		for _, stop := range slices.Backward(e.stops) {
+			stop(rep)
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range e.targets {
+		rep.Targets = append(rep.Targets, t.name)
+	}
+	if err := runWorkloads(ctx, o, e, rep, progress); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// setUp starts the upstream, regate in-process, the regate binary and
+// Squid; e.stops undoes whatever was started, even on error.
+func setUp(ctx context.Context, o options, dir string, rep *report, progress io.Writer) (*env, error) {
+	e := &env{}
+	u, err := startUpstream(o.bodySize)
+	if err != nil {
+		return e, err
+	}
+	e.u = u
+	e.stops = append(e.stops, func(*report) { u.close() })
+	e.targets = append(e.targets, target{name: targetDirect})
+
+	r, err := startInProcess(ctx, dir)
+	if err != nil {
+		return e, err
+	}
+	e.targets = append(e.targets, target{name: targetRegate, proxyAddr: r.addr})
+	e.stops = append(e.stops, func(rep *report) {
+		st, err := r.stop()
+		rep.DecisionLog[targetRegate] = st
+		if err != nil {
+			fmt.Fprintln(progress, "stopping in-process regate:", err)
+		}
+	})
+
+	if o.binary != "" {
+		b, err := startBinary(o.binary, dir)
+		if err != nil {
+			return e, err
+		}
+		e.targets = append(e.targets, target{name: targetRegateBin, proxyAddr: b.addr})
+		e.stops = append(e.stops, func(rep *report) { rep.DecisionLog[targetRegateBin] = b.stop() })
+	}
+
+	path, err := findSquid(o.squid)
+	if err != nil {
+		rep.SquidSkipped = err.Error()
+		if errors.Is(err, errNoSquid) {
+			rep.SquidSkipped = "squid not installed — skipped"
+		}
+		fmt.Fprintln(progress, rep.SquidSkipped)
+		return e, nil
+	}
+	s, err := startSquid(path, dir, []int{u.httpPort, u.echoPort, u.sinkPort, u.sourcePort})
+	if err != nil {
+		return e, err
+	}
+	rep.Squid = s.version
+	e.targets = append(e.targets, target{name: targetSquid, proxyAddr: s.addr})
+	e.stops = append(e.stops, func(rep *report) { rep.SquidAccessLogLines = s.stop() })
+	return e, nil
+}
+
+// addRelay adds the reference CONNECT relay as the last target.
+func (e *env) addRelay() error {
+	rl, err := startRelay()
+	if err != nil {
+		return err
+	}
+	e.targets = append(e.targets, target{name: targetRelay, proxyAddr: rl.addr(), tunnelOnly: true})
+	e.stops = append(e.stops, func(*report) { rl.close() })
+	return nil
+}
+
+// getTargets are the targets that serve plain HTTP.
+func (e *env) getTargets() []target {
+	var out []target
+	for _, t := range e.targets {
+		if !t.tunnelOnly {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// runWorkloads measures every workload on every target.
+func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress io.Writer) error {
+	get := []struct {
+		id, title string
+		run       func(target, *upstream, int, time.Duration) sample
+	}{
+		{"keepalive", fmt.Sprintf("keep-alive GET, %d clients", o.clients), keepAlive},
+		{"newconn", fmt.Sprintf("new-connection GET, %d clients", o.clients), newConnection},
+	}
+	for _, w := range get {
+		if !o.workloads[w.id] {
+			continue
+		}
+		for _, t := range e.getTargets() {
+			w.run(t, e.u, o.clients, o.warmup)
+		}
+		samples, err := interleave(ctx, e.getTargets(), o.rounds, func(t target) sample {
+			return w.run(t, e.u, o.clients, o.duration)
+		})
+		if err != nil {
+			return err
+		}
+		rep.addRate(w.id, w.title, "req/s", samples, perSecond, progress)
+	}
+	size := int64(o.bulkMiB) << 20
+	bulk := []struct {
+		id, title string
+		run       func(target, *upstream, int64) sample
+	}{
+		{"connect-up", fmt.Sprintf("CONNECT upload %d MiB", o.bulkMiB), upload},
+		{"connect-down", fmt.Sprintf("CONNECT download %d MiB", o.bulkMiB), download},
+	}
+	for _, w := range bulk {
+		if !o.workloads[w.id] {
+			continue
+		}
+		samples, err := interleave(ctx, e.targets, o.rounds, func(t target) sample { return w.run(t, e.u, size) })
+		if err != nil {
+			return err
+		}
+		rep.addRate(w.id, w.title, "MB/s", samples, megabytesPerSecond, progress)
+	}
+	if !o.workloads["latency"] {
+		return nil
+	}
+	lat, err := setupLatencies(ctx, e.targets, e.u, o.samples)
+	if err != nil {
+		return err
+	}
+	rep.addLatency(lat, o.samples)
+	return nil
+}
+
+// interleave runs each target once per round, rotating the order every
+// round so that drift in the machine's load spreads over all targets.
+func interleave(ctx context.Context, targets []target, rounds int, run func(target) sample) (map[string][]sample, error) {
+	out := map[string][]sample{}
+	for r := range rounds {
+		for i := range targets {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			t := targets[(i+r)%len(targets)]
+			out[t.name] = append(out[t.name], run(t))
+			runtime.GC() // no target pays for another's garbage
+		}
+	}
+	return out, nil
+}
+
+// latencies are one target's CONNECT setup times, sorted, and its errors.
+type latencies struct {
+	d        []time.Duration
+	errs     int64
+	firstErr error
+}
+
+// setupLatencies measures n tunnel setups per target, one at a time, the
+// targets taking turns sample by sample, after a short warm-up.
+func setupLatencies(ctx context.Context, targets []target, u *upstream, n int) (map[string]*latencies, error) {
+	out := map[string]*latencies{}
+	for _, t := range targets {
+		out[t.name] = &latencies{}
+		for range min(n, 20) {
+			_, _ = connectSetup(t, u)
+		}
+	}
+	for i := range n {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		for j := range targets {
+			t := targets[(i+j)%len(targets)]
+			l := out[t.name]
+			d, err := connectSetup(t, u)
+			if err != nil {
+				l.errs++
+				if l.firstErr == nil {
+					l.firstErr = err
+				}
+				continue
+			}
+			l.d = append(l.d, d)
+		}
+	}
+	for _, l := range out {
+		slices.Sort(l.d)
+	}
+	return out, nil
+}
+
+// percentile of sorted durations, in microseconds; 0 when empty.
+func percentile(d []time.Duration, p float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	i := min(len(d)-1, int(p*float64(len(d))))
+	return float64(d[i]) / float64(time.Microsecond)
+}
+
+func perSecond(s sample) float64 {
+	if s.dur <= 0 {
+		return 0
+	}
+	return float64(s.ops) / s.dur.Seconds()
+}
+
+func megabytesPerSecond(s sample) float64 {
+	if s.dur <= 0 {
+		return 0
+	}
+	return float64(s.bytes) / 1e6 / s.dur.Seconds()
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/regate/regate/engine"
+	"github.com/regate/regate/policies"
+	"github.com/regate/regate/proxy"
+)
+
+// logStats says what regate's decision log did during the run.
+type logStats struct {
+	Sink      string  `json:"sink"`
+	Decisions float64 `json:"decisions"`
+	Lines     int     `json:"lines"`
+	Dropped   float64 `json:"dropped"`
+}
+
+// inProcess is regate's proxy and engine in this process, as `regate serve`
+// wires them: the embedded default policy allowing upstreamName, the name
+// pinned to 127.0.0.1, 127.0.0.0/8 exempt from the SSRF guard, metrics
+// registered, and every decision logged as a JSON line to a file (the
+// in-memory ring of the admin API is always on too).
+type inProcess struct {
+	e       *engine.Engine
+	p       *proxy.Proxy
+	reg     *prometheus.Registry
+	logFile *os.File
+	addr    string
+	done    chan error
+}
+
+func startInProcess(ctx context.Context, dir string) (*inProcess, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "regate-decisions.jsonl"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening decision log: %w", err)
+	}
+	r := &inProcess{reg: prometheus.NewRegistry(), logFile: f, done: make(chan error, 1)}
+	r.e, err = engine.New(engine.Config{
+		Default:     policies.FS,
+		Allow:       []string{upstreamName},
+		DecisionLog: f,
+		Registerer:  r.reg,
+	})
+	if err == nil {
+		err = r.e.Start(ctx)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("starting engine: %w", err)
+	}
+	r.p, err = proxy.New(proxy.Config{
+		AllowAnonymous: true,
+		AllowCIDRs:     []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Hosts:          map[string][]netip.Addr{upstreamName: {netip.MustParseAddr("127.0.0.1")}},
+		DecisionLogger: r.e,
+		Registerer:     r.reg,
+	}, r.e)
+	var ln net.Listener
+	if err == nil {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		r.e.Stop(ctx)
+		_ = f.Close()
+		return nil, fmt.Errorf("starting proxy: %w", err)
+	}
+	r.addr = ln.Addr().String()
+	go func() { r.done <- r.p.ServeHTTPProxy(ln) }()
+	return r, nil
+}
+
+// stop shuts the proxy down, flushes the decision log and reports on it.
+func (r *inProcess) stop() (logStats, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := r.p.Shutdown(ctx)
+	if serr := <-r.done; serr != nil {
+		err = errors.Join(err, serr)
+	}
+	r.e.Flush(ctx)
+	r.e.Stop(ctx)
+	st := logStats{
+		Sink:      "JSON lines to " + r.logFile.Name() + " (+ in-memory ring)",
+		Decisions: counterSum(r.reg, "regate_decisions_total"),
+		Dropped:   counterSum(r.reg, "regate_decision_log_dropped_total"),
+	}
+	_ = r.logFile.Close()
+	st.Lines = countLines(r.logFile.Name())
+	return st, err
+}
+
+// counterSum adds every series of the named counter.
+func counterSum(g prometheus.Gatherer, name string) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		return -1
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+func countLines(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
+	}
+	return bytes.Count(b, []byte("\n"))
+}
+
+// regateServe is `regate serve` started from a built binary, with the same
+// policy, pins and a decision-log file.
+type regateServe struct {
+	cmd     *exec.Cmd
+	addr    string
+	logPath string
+	waited  chan struct{}
+}
+
+func startBinary(path, dir string) (*regateServe, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	b := &regateServe{addr: "127.0.0.1:" + strconv.Itoa(port), logPath: filepath.Join(dir, "regate-bin-decisions.jsonl"), waited: make(chan struct{})}
+	stderr, err := os.Create(filepath.Join(dir, "regate-bin.stderr"))
+	if err != nil {
+		return nil, err
+	}
+	defer stderr.Close()
+	b.cmd = exec.Command(path, "serve", "--http", b.addr, "--socks", "off",
+		"--allow", upstreamName, "--resolve", upstreamName+":127.0.0.1", "--allow-cidr", "127.0.0.0/8",
+		"--decision-log", b.logPath, "--watch=false", "--log-level", "warn")
+	b.cmd.Stdout, b.cmd.Stderr = stderr, stderr
+	b.cmd.Env = cleanEnv()
+	if err := b.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", path, err)
+	}
+	go func() { _ = b.cmd.Wait(); close(b.waited) }()
+	if err := waitAccepting(b.addr, b.waited, 20*time.Second); err != nil {
+		b.kill()
+		return nil, fmt.Errorf("regate serve: %w (see %s)", err, stderr.Name())
+	}
+	return b, nil
+}
+
+// stop sends SIGTERM (regate drains and flushes its log) and waits.
+func (b *regateServe) stop() logStats {
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.waited:
+	case <-time.After(10 * time.Second):
+		b.kill()
+	}
+	return logStats{Sink: "JSON lines to " + b.logPath, Decisions: -1, Dropped: -1, Lines: countLines(b.logPath)}
+}
+
+func (b *regateServe) kill() {
+	_ = b.cmd.Process.Kill()
+	<-b.waited
+}
+
+// freePort picks an unused loopback port for a server that cannot be
+// handed a listener.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitAccepting polls addr until it accepts, the process exits (exited
+// is closed) or the timeout passes.
+func waitAccepting(addr string, exited <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = c.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("exited before accepting connections")
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not accepting on %s after %v", addr, timeout)
+		}
+	}
+}
+
+// cleanEnv is this process's environment without proxy variables, so that
+// the servers it starts behave the same on every machine.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasSuffix(strings.ToLower(k), "_proxy") || strings.HasPrefix(k, "REGATE_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Goals of issue 3, item 11.
+const (
+	goalVsSquid  = 1.2 // GET requests/s, regate ÷ Squid
+	goalVsDirect = 0.8 // CONNECT MB/s, regate ÷ direct
+)
+
+// report is the result of a run: the table's rows and the JSON line.
+type report struct {
+	Tool                string              `json:"tool"`
+	Time                time.Time           `json:"time"`
+	Go                  string              `json:"go"`
+	CPUs                int                 `json:"cpus"`
+	GOMAXPROCS          int                 `json:"gomaxprocs"`
+	Options             map[string]any      `json:"options"`
+	Targets             []string            `json:"targets"`
+	Squid               string              `json:"squid_version,omitempty"`
+	SquidSkipped        string              `json:"squid_skipped,omitempty"`
+	SquidAccessLogLines int                 `json:"squid_access_log_lines,omitempty"`
+	DecisionLog         map[string]logStats `json:"decision_log"`
+	Rows                []row               `json:"rows"`
+}
+
+// row is one workload: a value per target, and the ratios (for latency
+// rows: the microseconds added) against direct and Squid.
+type row struct {
+	ID          string               `json:"id"`
+	Title       string               `json:"title"`
+	Unit        string               `json:"unit"`
+	Latency     bool                 `json:"latency,omitempty"` // lower is better
+	Values      map[string]float64   `json:"values"`
+	Rounds      map[string][]float64 `json:"rounds,omitempty"`
+	VsDirect    map[string]float64   `json:"vs_direct"`
+	VsSquid     map[string]float64   `json:"vs_squid,omitempty"`
+	VsRelay     map[string]float64   `json:"vs_relay,omitempty"`
+	Errors      map[string]int64     `json:"errors,omitempty"`
+	FirstErrors map[string]string    `json:"first_errors,omitempty"`
+	Reconnects  map[string]int64     `json:"reconnects,omitempty"`
+	// UpstreamConnsPerOp is upstream connections opened per request (GET
+	// rows): ~1 directly with new connections, ~0 for a pooling proxy.
+	UpstreamConnsPerOp map[string]float64 `json:"upstream_conns_per_request,omitempty"`
+	Goal               string             `json:"goal,omitempty"`
+	GoalMet            map[string]bool    `json:"goal_met,omitempty"`
+}
+
+func newReport(o options) *report {
+	return &report{
+		Tool: "regate-load", Time: time.Now().UTC(), Go: runtime.Version(),
+		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+		Options: map[string]any{
+			"duration": o.duration.String(), "warmup": o.warmup.String(), "rounds": o.rounds,
+			"clients": o.clients, "bulk_mib": o.bulkMiB, "samples": o.samples, "body_bytes": o.bodySize,
+		},
+		DecisionLog: map[string]logStats{},
+	}
+}
+
+func newRow(id, title, unit string) row {
+	return row{ID: id, Title: title, Unit: unit, Values: map[string]float64{}, Rounds: map[string][]float64{},
+		VsDirect: map[string]float64{}, VsSquid: map[string]float64{}, VsRelay: map[string]float64{}, Errors: map[string]int64{},
+		FirstErrors: map[string]string{}, Reconnects: map[string]int64{}, GoalMet: map[string]bool{},
+		UpstreamConnsPerOp: map[string]float64{}}
+}
+
+// addRate adds a throughput row: each target's total over its rounds.
+func (r *report) addRate(id, title, unit string, samples map[string][]sample, value func(sample) float64, progress io.Writer) {
+	w := newRow(id, title, unit)
+	for _, name := range r.Targets {
+		if _, ok := samples[name]; !ok {
+			continue
+		}
+		var sum sample
+		for _, s := range samples[name] {
+			w.Rounds[name] = append(w.Rounds[name], round1(value(s)))
+			sum.ops, sum.bytes, sum.dur = sum.ops+s.ops, sum.bytes+s.bytes, sum.dur+s.dur
+			sum.errs, sum.reconnects, sum.upConns = sum.errs+s.errs, sum.reconnects+s.reconnects, sum.upConns+s.upConns
+			if sum.firstErr == nil {
+				sum.firstErr = s.firstErr
+			}
+		}
+		w.Values[name] = round1(value(sum))
+		w.Errors[name], w.Reconnects[name] = sum.errs, sum.reconnects
+		if unit == "req/s" && sum.ops > 0 {
+			w.UpstreamConnsPerOp[name] = round3(float64(sum.upConns) / float64(sum.ops))
+		}
+		if sum.firstErr != nil {
+			w.FirstErrors[name] = sum.firstErr.Error()
+		}
+	}
+	switch unit {
+	case "req/s":
+		w.Goal = fmt.Sprintf("≥%.1f× squid", goalVsSquid)
+	case "MB/s":
+		w.Goal = fmt.Sprintf("≥%.1f× direct", goalVsDirect)
+	}
+	r.finish(&w)
+	fmt.Fprintf(progress, "%-32s %s\n", title, roundsLine(w, r.Targets))
+}
+
+// addLatency adds the p50 and p99 rows of the CONNECT setup.
+func (r *report) addLatency(lat map[string]*latencies, n int) {
+	for _, p := range []struct {
+		id string
+		q  float64
+	}{{"connect-p50", 0.50}, {"connect-p99", 0.99}} {
+		w := newRow(p.id, fmt.Sprintf("new CONNECT to first echo, p%d (n=%d)", int(p.q*100), n), "µs")
+		w.Latency = true
+		for _, name := range r.Targets {
+			l := lat[name]
+			w.Values[name] = round1(percentile(l.d, p.q))
+			w.Errors[name] = l.errs
+			if l.firstErr != nil {
+				w.FirstErrors[name] = l.firstErr.Error()
+			}
+		}
+		r.finish(&w)
+	}
+}
+
+// finish computes the ratios and goals and drops empty maps. A rate
+// ratio is the median over rounds of the ratio within each round (the
+// targets of a round ran back to back), so drift in the machine's load
+// cancels out; a latency row compares percentiles.
+func (r *report) finish(w *row) {
+	for _, name := range r.Targets {
+		if _, ok := w.Values[name]; !ok || name == targetDirect {
+			continue
+		}
+		if v, ok := w.compare(name, targetDirect); ok {
+			w.VsDirect[name] = v
+		}
+		if name == targetSquid || name == targetRelay {
+			continue
+		}
+		if v, ok := w.compare(name, targetSquid); ok {
+			w.VsSquid[name] = v
+		}
+		if v, ok := w.compare(name, targetRelay); ok {
+			w.VsRelay[name] = v
+		}
+		switch {
+		case strings.HasSuffix(w.Goal, "squid") && w.VsSquid[name] > 0:
+			w.GoalMet[name] = w.VsSquid[name] >= goalVsSquid
+		case strings.HasSuffix(w.Goal, "direct"):
+			w.GoalMet[name] = w.VsDirect[name] >= goalVsDirect
+		}
+	}
+	for k, v := range w.Errors {
+		if v == 0 {
+			delete(w.Errors, k)
+		}
+	}
+	for k, v := range w.Reconnects {
+		if v == 0 {
+			delete(w.Reconnects, k)
+		}
+	}
+	r.Rows = append(r.Rows, *w)
+}
+
+// compare is name against base: the median per-round ratio of a rate
+// row; for a latency row against direct the microseconds added, else the
+// ratio of the latencies.
+func (w *row) compare(name, base string) (float64, bool) {
+	b, ok := w.Values[base]
+	if !ok || b <= 0 {
+		return 0, false
+	}
+	v := w.Values[name]
+	switch {
+	case w.Latency && base == targetDirect:
+		return round1(v - b), true
+	case w.Latency:
+		return round3(v / b), true
+	}
+	var ratios []float64
+	for i, x := range w.Rounds[name] {
+		if i < len(w.Rounds[base]) && w.Rounds[base][i] > 0 {
+			ratios = append(ratios, x/w.Rounds[base][i])
+		}
+	}
+	if len(ratios) == 0 {
+		return 0, false
+	}
+	return round3(median(ratios)), true
+}
+
+func median(v []float64) float64 {
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+func roundsLine(w row, targets []string) string {
+	var parts []string
+	for _, name := range targets {
+		if rs, ok := w.Rounds[name]; ok {
+			parts = append(parts, fmt.Sprintf("%s %v", name, rs))
+		}
+	}
+	return strings.Join(parts, "  ")
+}
+
+func round1(v float64) float64 { return math.Round(v*10) / 10 }
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// writeJSON prints the report as one line.
+func (r *report) writeJSON(w io.Writer) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// compared are the regate targets, whose ratios the table shows.
+func (r *report) compared() []string {
+	var out []string
+	for _, name := range r.Targets {
+		if name == targetRegate || name == targetRegateBin {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// writeTable prints the table: one column per target, then the ratios of
+// every regate target against direct and Squid, then the goal.
+func (r *report) writeTable(out io.Writer) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
+	compared := r.compared()
+	head := append([]string{"workload", "unit"}, r.Targets...)
+	for _, name := range compared {
+		head = append(head, name+"/direct")
+		if r.Squid != "" {
+			head = append(head, name+"/squid")
+		}
+	}
+	fmt.Fprintln(tw, strings.Join(append(head, "goal"), "\t")+"\t")
+	for _, w := range r.Rows {
+		cells := []string{w.Title, w.Unit}
+		for _, name := range r.Targets {
+			cells = append(cells, valueCell(w, name))
+		}
+		for _, name := range compared {
+			cells = append(cells, ratioCell(w.VsDirect, name, w.Latency))
+			if r.Squid != "" {
+				cells = append(cells, ratioCell(w.VsSquid, name, false))
+			}
+		}
+		cells = append(cells, goalCell(w, compared))
+		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+	}
+	_ = tw.Flush()
+	r.writeNotes(out)
+}
+
+func valueCell(w row, name string) string {
+	v, ok := w.Values[name]
+	if !ok {
+		return "-"
+	}
+	s := fmt.Sprintf("%.0f", v)
+	if n := w.Errors[name]; n > 0 {
+		s += fmt.Sprintf(" (%d err)", n)
+	}
+	return s
+}
+
+// ratioCell formats a ratio, or (added) the microseconds added.
+func ratioCell(m map[string]float64, name string, added bool) string {
+	v, ok := m[name]
+	switch {
+	case !ok:
+		return "-"
+	case added:
+		return fmt.Sprintf("%+.0fµs", v)
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+func goalCell(w row, compared []string) string {
+	if w.Goal == "" {
+		return ""
+	}
+	var parts []string
+	for _, name := range compared {
+		met, ok := w.GoalMet[name]
+		switch {
+		case !ok:
+			parts = append(parts, "n/a")
+		case met:
+			parts = append(parts, "met")
+		default:
+			parts = append(parts, "MISSED")
+		}
+	}
+	return w.Goal + ": " + strings.Join(parts, "/")
+}
+
+func (r *report) writeNotes(out io.Writer) {
+	fmt.Fprintf(out, "\n%s, %d CPUs (GOMAXPROCS %d); options %v\n", r.Go, r.CPUs, r.GOMAXPROCS, r.Options)
+	fmt.Fprintln(out, "ratios: median over the interleaved rounds of the per-round ratio; latency: X/direct is the time a new CONNECT adds, X/squid the ratio of latencies")
+	if r.Squid != "" {
+		fmt.Fprintf(out, "squid %s, access_log on: %d lines\n", r.Squid, r.SquidAccessLogLines)
+	} else {
+		fmt.Fprintln(out, r.SquidSkipped)
+	}
+	for _, name := range r.Targets {
+		st, ok := r.DecisionLog[name]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(out, "%s decision log: %s: %d lines", name, st.Sink, st.Lines)
+		if st.Decisions >= 0 {
+			fmt.Fprintf(out, ", %.0f decisions, %.0f dropped", st.Decisions, st.Dropped)
+		}
+		fmt.Fprintln(out)
+	}
+	for _, w := range r.Rows {
+		if len(w.UpstreamConnsPerOp) > 0 {
+			fmt.Fprintf(out, "%s: upstream connections opened per request: %s\n", w.ID, mapLine(w.UpstreamConnsPerOp, r.Targets, "%.3g"))
+		}
+		if len(w.VsRelay) > 0 {
+			format := "%.2f×"
+			if w.Latency {
+				format = "%.2f× latency"
+			}
+			fmt.Fprintf(out, "%s against the minimal splice relay: %s\n", w.ID, mapLine(w.VsRelay, r.Targets, format))
+		}
+	}
+	for _, w := range r.Rows {
+		for name, e := range w.FirstErrors {
+			fmt.Fprintf(out, "%s, %s: %d errors, first: %s\n", w.ID, name, w.Errors[name], e)
+		}
+	}
+}
+
+func mapLine(m map[string]float64, targets []string, format string) string {
+	var parts []string
+	for _, name := range targets {
+		if v, ok := m[name]; ok {
+			parts = append(parts, name+" "+fmt.Sprintf(format, v))
+		}
+	}
+	return strings.Join(parts, ", ")
+}

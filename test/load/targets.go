@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// upstreamName is the destination name every proxy is asked for; each
+// proxy pins it to 127.0.0.1 (regate: Hosts, Squid: hosts_file).
+const upstreamName = "upstream.load.test"
+
+// Target names, in table order.
+const (
+	targetDirect    = "direct"
+	targetRegate    = "regate"
+	targetRegateBin = "regate-bin"
+	targetSquid     = "squid"
+	targetRelay     = "relay"
+)
+
+// ioTimeout bounds every client read and write, so that a stuck proxy
+// fails a workload instead of hanging the run.
+const ioTimeout = 30 * time.Second
+
+// target is where a workload's clients connect: straight to the upstream,
+// or through a proxy at proxyAddr.
+type target struct {
+	name       string
+	proxyAddr  string // "" for direct
+	tunnelOnly bool   // serves CONNECT only (the reference relay)
+}
+
+func (t target) direct() bool { return t.proxyAddr == "" }
+
+// getRequest is the GET head this target expects: origin-form directly,
+// absolute-form through a proxy. close asks for a new connection per
+// request.
+func (t target) getRequest(port int, close bool) []byte {
+	host := upstreamName + ":" + strconv.Itoa(port)
+	uri := "http://" + host + "/"
+	if t.direct() {
+		host, uri = "127.0.0.1:"+strconv.Itoa(port), "/"
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: regate-load\r\nAccept: */*\r\n", uri, host)
+	if close {
+		b.WriteString("Connection: close\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// dialHTTP connects to the proxy, or to the upstream's HTTP port.
+func (t target) dialHTTP(port int) (net.Conn, error) {
+	addr := t.proxyAddr
+	if t.direct() {
+		addr = "127.0.0.1:" + strconv.Itoa(port)
+	}
+	return net.DialTimeout("tcp", addr, ioTimeout)
+}
+
+// openTunnel returns a byte stream to the upstream's raw port: a direct
+// TCP connection, or a CONNECT tunnel through the proxy (answered 200).
+func (t target) openTunnel(port int) (net.Conn, error) {
+	if t.direct() {
+		return net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), ioTimeout)
+	}
+	c, err := net.DialTimeout("tcp", t.proxyAddr, ioTimeout)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(ioTimeout))
+	hostport := upstreamName + ":" + strconv.Itoa(port)
+	if _, err := c.Write([]byte("CONNECT " + hostport + " HTTP/1.1\r\nHost: " + hostport + "\r\n\r\n")); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("sending CONNECT: %w", err)
+	}
+	rest, err := readConnectAnswer(c)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Time{})
+	if len(rest) == 0 {
+		return c, nil
+	}
+	return &prefixConn{Conn: c, pre: rest}, nil
+}
+
+// readConnectAnswer reads a CONNECT answer head in large reads (as a real
+// client would) and returns the bytes read past it.
+func readConnectAnswer(c net.Conn) ([]byte, error) {
+	buf := make([]byte, 0, 512)
+	tmp := make([]byte, 512)
+	for {
+		n, err := c.Read(tmp)
+		buf = append(buf, tmp[:n]...)
+		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+			head := string(buf[:i])
+			if len(head) < 12 || head[9:12] != "200" {
+				line, _, _ := bytes.Cut(buf, []byte("\r\n"))
+				return nil, fmt.Errorf("CONNECT refused: %q", line)
+			}
+			return buf[i+4:], nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading CONNECT answer: %w", err)
+		}
+		if len(buf) > 16<<10 {
+			return nil, fmt.Errorf("reading CONNECT answer: head too large")
+		}
+	}
+}
+
+// prefixConn returns bytes already read before reading the connection.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(b, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
+}
