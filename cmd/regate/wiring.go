@@ -53,6 +53,7 @@ func engineConfig(cfg *config.Config, log *slog.Logger, decisions io.Writer, reg
 		OPA:               cfg.OPA,
 		VerificationKeyID: cfg.VerificationKeyID,
 		DecisionTimeout:   cfg.DecisionTimeout,
+		DisableCache:      !cfg.DecisionCache,
 		Watch:             cfg.Watch,
 		DecisionLog:       decisions,
 		ID:                "regate",

@@ -55,6 +55,7 @@ type Config struct {
 	DecisionTimeout   time.Duration
 	DecisionLog       string // "" off, "-" standard output, else a file
 	Watch             bool
+	DecisionCache     bool // remember deterministic decisions until the next store change
 	VerificationKeyID string
 	OPA               []byte // OPA's own configuration, JSON; nil when absent
 
@@ -166,6 +167,7 @@ func setDefaults(v *viper.Viper, mode Mode) {
 	v.SetDefault(vkey("log.level"), "info")
 	v.SetDefault(vkey("log.format"), "text")
 	v.SetDefault("watch", true)
+	v.SetDefault("decision_cache", true)
 	v.SetDefault("shutdown_timeout", 30*time.Second)
 	switch mode {
 	case ModeRun:

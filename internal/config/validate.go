@@ -30,6 +30,7 @@ func validate(w *wire, fromFile func(string) any, flags map[string]any) (*Config
 		DecisionTimeout:   p.duration("decision_timeout", w.DecisionTimeout),
 		DecisionLog:       w.DecisionLog,
 		Watch:             w.Watch,
+		DecisionCache:     w.DecisionCache,
 		VerificationKeyID: w.VerificationKeyID,
 		OPA:               p.opa(fromFile("opa")),
 		LogLevel:          p.level(w.Log.Level),
