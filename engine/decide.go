@@ -14,6 +14,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage"
 )
 
+var decisionRef = ast.MustParseRef(Query)
+
 // prepared is one compiled policy: the prepared query and the bundle
 // revisions it was built from. It is swapped atomically on every compiler
 // change and never mutated.
@@ -23,6 +25,7 @@ type prepared struct {
 	at        time.Time
 	cacheable bool
 	fields    inputFields
+	decides   bool // the policy defines data.regate.network.decision
 }
 
 // onCompile runs inside the store commit that installed a new compiler
@@ -45,6 +48,7 @@ func (e *Engine) onCompile(txn storage.Transaction) {
 	}
 	q := &prepared{pq: pq, bundles: readRevisions(ctx, e, txn), at: time.Now()}
 	q.cacheable, q.fields = cachePlan(e.manager.GetCompiler())
+	q.decides = len(e.manager.GetCompiler().GetRulesForVirtualDocument(decisionRef)) > 0
 	q.cacheable = q.cacheable && !e.cfg.DisableCache
 	e.query.Store(q)
 	e.updateLogRouting()

@@ -120,6 +120,11 @@ func New(cfg Config) (*Engine, error) {
 			errs = append(errs, err)
 		}
 	}
+	if len(cfg.OPA) > 0 {
+		if err := ValidateOPAConfig(cfg.OPA); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	raw, remote, err := buildOPAConfig(cfg.OPA, cfg.ID, cfg.Version)
 	if err != nil {
 		errs = append(errs, err)

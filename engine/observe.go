@@ -123,9 +123,17 @@ func (r *ring) recent(filter func(*Event) bool, limit int) []*Event {
 
 // sinkPlugin is the OPA plugin OPA's decision-log plugin hands each final
 // (masked) event to; it forwards it to regate's sinks.
-type sinkPlugin struct{ p *pipeline }
+type sinkPlugin struct {
+	p   *pipeline
+	mgr *plugins.Manager
+}
 
-func (s sinkPlugin) Start(context.Context) error      { return nil }
+// Start reports the plugin ready: it has nothing to wait for.
+func (s sinkPlugin) Start(context.Context) error {
+	s.mgr.UpdatePluginStatus(sinkPluginName, &plugins.Status{State: plugins.StateOK})
+	return nil
+}
+
 func (s sinkPlugin) Stop(context.Context)             {}
 func (s sinkPlugin) Reconfigure(context.Context, any) {}
 
@@ -142,4 +150,6 @@ func (s sinkPlugin) Log(_ context.Context, v1 logs.EventV1) error {
 type sinkFactory struct{ p *pipeline }
 
 func (f sinkFactory) Validate(*plugins.Manager, []byte) (any, error) { return nil, nil }
-func (f sinkFactory) New(*plugins.Manager, any) plugins.Plugin       { return sinkPlugin(f) }
+func (f sinkFactory) New(m *plugins.Manager, _ any) plugins.Plugin {
+	return sinkPlugin{p: f.p, mgr: m}
+}

@@ -189,6 +189,36 @@ func TestRemoteOrgWithLocalTeamBundle(t *testing.T) {
 	}
 }
 
+// TestRemoteOrgAndTeamBundles: two remote bundles with disjoint roots
+// decide together; a team bundle that claims the org's roots is refused
+// and the last good pair keeps deciding.
+func TestRemoteOrgAndTeamBundles(t *testing.T) {
+	srv := newBundleServer(t, false)
+	srv.publish("org.tar.gz", orgBundle("org-1").build(t, "", "", nil))
+	srv.publish("team.tar.gz", teamBundle("team-1").build(t, "", "", nil))
+	e := startEngine(t, Config{OPA: opaConfig(t, srv.URL, "", map[string]any{"bundles": map[string]any{"team": map[string]any{
+		"service": "bundles", "resource": "team.tar.gz",
+		"polling": map[string]any{"min_delay_seconds": 1, "max_delay_seconds": 1},
+	}}})})
+	waitRevision(t, "org", "org-1", e)
+	waitRevision(t, "team", "team-1", e)
+	if !decideHost(t, e, "team.test").Allow || decideHost(t, e, "evil.test").Allow {
+		t.Fatal("org and team bundles do not decide together")
+	}
+
+	greedy := testBundle{revision: "team-2", roots: []string{"regate"}, files: map[string]string{
+		"regate/team/data.json": `{"allow": {"evil.test": true}}`,
+	}}
+	srv.publish("team.tar.gz", greedy.build(t, "", "", nil))
+	waitFor(t, "the overlapping team bundle to be refused", func() bool {
+		err := e.Ready()
+		return err != nil && strings.Contains(err.Error(), "bundle team") && strings.Contains(err.Error(), "overlap")
+	})
+	if revisionOf(e, "team") != "team-1" || !decideHost(t, e, "team.test").Allow || decideHost(t, e, "evil.test").Allow {
+		t.Fatalf("last good bundles lost: %v", e.Status().Bundles)
+	}
+}
+
 // TestDecisionLogUpload: OPA's upload runs beside regate's sinks. An
 // unreachable log service neither slows nor loses decisions; when it comes
 // back every event arrives once, masked, with the bundles' revisions and

@@ -75,7 +75,7 @@ func (e *Engine) Status() Status {
 	s.Modules = slices.Clone(e.status.modules)
 	e.status.mu.Unlock()
 	q := e.query.Load()
-	s.Loaded = q != nil
+	s.Loaded = q != nil && q.decides
 	s.Bundles = map[string]string{}
 	if q != nil {
 		for name, b := range q.bundles {
@@ -92,7 +92,7 @@ func (e *Engine) Status() Status {
 // bundles activated, and the last attempt of each succeeded: remote.go);
 // otherwise it says what is missing or failing.
 func (e *Engine) Ready() error {
-	if e.query.Load() == nil {
+	if q := e.query.Load(); q == nil || !q.decides {
 		return errors.New(ReasonNoPolicy)
 	}
 	if e.manager == nil {
@@ -100,9 +100,6 @@ func (e *Engine) Ready() error {
 	}
 	st := e.manager.PluginStatus()
 	for _, name := range slices.Sorted(maps.Keys(st)) {
-		if name == sinkPluginName {
-			continue // regate's own sink; it reports no state (NOT_READY)
-		}
 		if s := st[name]; s != nil && s.State != plugins.StateOK {
 			msg := name + " plugin is " + string(s.State)
 			if s.Message != "" {

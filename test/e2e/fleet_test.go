@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"os"
 	"bytes"
 	"compress/gzip"
 	"crypto/rand"
@@ -322,13 +321,13 @@ func dig(v any, keys ...string) any {
 func get(t *testing.T, d *daemon, target string) (int, string) {
 	t.Helper()
 	proxy, _ := url.Parse("http://" + d.http)
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxy)}}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxy)}}
 	resp, err := client.Get(target)
 	if err != nil {
+		// A hung proxy: SIGQUIT makes the daemon print its goroutines.
 		_ = d.cmd.Process.Signal(syscall.SIGQUIT)
 		rest, _ := io.ReadAll(d.logs)
-		os.WriteFile("/tmp/fleet_dump.txt", rest, 0o644)
-		t.Fatalf("GET %s through %s: %v", target, d.http, err)
+		t.Fatalf("GET %s through %s: %v\ndaemon log:\n%s", target, d.http, err, rest)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
@@ -355,4 +354,3 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-

@@ -9,7 +9,7 @@
 // ratio against the direct baseline of the same run.
 //
 //	go run ./test/load [-d 500ms] [-rounds 5] [-c 16] [-bulk 256] [-n 500]
-//	                   [-binary bin/regate] [-squid auto|off|PATH] [-json]
+//	                   [-binary [NAME=]bin/regate]... [-squid auto|off|PATH] [-json]
 package main
 
 import (
@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -47,7 +48,7 @@ type options struct {
 	samples    int           // CONNECT setup samples per target
 	bodySize   int           // GET response body
 	squid      string        // auto, off or a path
-	binary     string        // regate binary to also measure, or ""
+	binaries   binaries      // regate binaries to also measure
 	jsonOut    bool
 	cpuProfile string
 	keep       bool // keep the temporary directory
@@ -70,7 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.samples, "n", 500, "new CONNECT setups measured per target")
 	fs.IntVar(&o.bodySize, "body", 128, "GET response body bytes")
 	fs.StringVar(&o.squid, "squid", "auto", "squid binary: auto (PATH, /usr/sbin), off, or a path")
-	fs.StringVar(&o.binary, "binary", "", "also measure `regate serve` from this built binary (e.g. bin/regate)")
+	fs.Var(&o.binaries, "binary", "also measure `regate serve` from a built binary, [NAME=]PATH (repeatable, to compare builds)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON line on stdout (the table goes to stderr)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (in-process regate, clients, upstream)")
 	fs.BoolVar(&o.relay, "relay", true, "also measure a minimal splice relay on the CONNECT rows (the cost of the extra hop)")
@@ -99,6 +100,35 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		errs = append(errs, errors.New("-d must be positive, -warmup and -body not negative"))
 	}
 	return o, errors.Join(errs...)
+}
+
+// binarySpec is a regate binary to measure and its column name.
+type binarySpec struct{ name, path string }
+
+// binaries is the repeatable -binary flag.
+type binaries []binarySpec
+
+func (b *binaries) String() string { return fmt.Sprint(*b) }
+
+func (b *binaries) Set(v string) error {
+	name, path, ok := strings.Cut(v, "=")
+	if !ok {
+		name, path = targetRegateBin, v
+		if len(*b) > 0 {
+			name += strconv.Itoa(len(*b) + 1)
+		}
+	}
+	for _, x := range *b {
+		if x.name == name {
+			return fmt.Errorf("binary name %q used twice", name)
+		}
+	}
+	switch name {
+	case "", targetDirect, targetRegate, targetSquid, targetRelay:
+		return fmt.Errorf("binary name %q is reserved", name)
+	}
+	*b = append(*b, binarySpec{name: name, path: path})
+	return nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -53,7 +53,7 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	return rep, nil
 }
 
-// setUp starts the upstream, regate in-process, the regate binary and
+// setUp starts the upstream, regate in-process, the regate binaries and
 // Squid; e.stops undoes whatever was started, even on error.
 func setUp(ctx context.Context, o options, dir string, rep *report, progress io.Writer) (*env, error) {
 	e := &env{}
@@ -78,13 +78,13 @@ func setUp(ctx context.Context, o options, dir string, rep *report, progress io.
 		}
 	})
 
-	if o.binary != "" {
-		b, err := startBinary(o.binary, dir)
+	for _, bin := range o.binaries {
+		b, err := startBinary(bin, dir)
 		if err != nil {
 			return e, err
 		}
-		e.targets = append(e.targets, target{name: targetRegateBin, proxyAddr: b.addr})
-		e.stops = append(e.stops, func(rep *report) { rep.DecisionLog[targetRegateBin] = b.stop() })
+		e.targets = append(e.targets, target{name: bin.name, proxyAddr: b.addr})
+		e.stops = append(e.stops, func(rep *report) { rep.DecisionLog[bin.name] = b.stop() })
 	}
 
 	path, err := findSquid(o.squid)

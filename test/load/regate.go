@@ -139,29 +139,29 @@ type regateServe struct {
 	waited  chan struct{}
 }
 
-func startBinary(path, dir string) (*regateServe, error) {
+func startBinary(bin binarySpec, dir string) (*regateServe, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	b := &regateServe{addr: "127.0.0.1:" + strconv.Itoa(port), logPath: filepath.Join(dir, "regate-bin-decisions.jsonl"), waited: make(chan struct{})}
-	stderr, err := os.Create(filepath.Join(dir, "regate-bin.stderr"))
+	b := &regateServe{addr: "127.0.0.1:" + strconv.Itoa(port), logPath: filepath.Join(dir, bin.name+"-decisions.jsonl"), waited: make(chan struct{})}
+	stderr, err := os.Create(filepath.Join(dir, bin.name+".stderr"))
 	if err != nil {
 		return nil, err
 	}
 	defer stderr.Close()
-	b.cmd = exec.Command(path, "serve", "--http", b.addr, "--socks", "off",
+	b.cmd = exec.Command(bin.path, "serve", "--http", b.addr, "--socks", "off", "--admin", "off",
 		"--allow", upstreamName, "--resolve", upstreamName+":127.0.0.1", "--allow-cidr", "127.0.0.0/8",
 		"--decision-log", b.logPath, "--watch=false", "--log-level", "warn")
 	b.cmd.Stdout, b.cmd.Stderr = stderr, stderr
 	b.cmd.Env = cleanEnv()
 	if err := b.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", path, err)
+		return nil, fmt.Errorf("starting %s: %w", bin.path, err)
 	}
 	go func() { _ = b.cmd.Wait(); close(b.waited) }()
 	if err := waitAccepting(b.addr, b.waited, 20*time.Second); err != nil {
 		b.kill()
-		return nil, fmt.Errorf("regate serve: %w (see %s)", err, stderr.Name())
+		return nil, fmt.Errorf("%s serve: %w (see %s)", bin.path, err, stderr.Name())
 	}
 	return b, nil
 }

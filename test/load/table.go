@@ -18,11 +18,12 @@ func (r *report) writeJSON(w io.Writer) error {
 	return err
 }
 
-// compared are the regate targets, whose ratios the table shows.
+// compared are the regate targets (in-process and binaries), whose
+// ratios the table shows.
 func (r *report) compared() []string {
 	var out []string
 	for _, name := range r.Targets {
-		if name == targetRegate || name == targetRegateBin {
+		if name != targetDirect && name != targetSquid && name != targetRelay {
 			out = append(out, name)
 		}
 	}
