@@ -20,7 +20,7 @@ opa-test:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./engine/ ./proxy/
-	$(GO) run ./test/load
+	$(GO) run ./test/load $(LOADFLAGS)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzNormalizeHost -fuzztime $(FUZZTIME) ./engine/

@@ -74,20 +74,18 @@ func readRevisions(ctx context.Context, e *Engine, txn storage.Transaction) map[
 // error for callers that want it. It never returns an allow with an error.
 func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	start := time.Now()
-	logged, v := in.asts()
-	d, raw, m, err := e.evaluate(ctx, &in, v)
+	d, raw, m, err := e.evaluate(ctx, &in)
 	d.ID = uuid.NewString()
 	e.metrics.observe(d, time.Since(start))
 	e.logs.enqueue(&server.Info{
 		DecisionID: d.ID,
 		Path:       DecisionPath,
 		Timestamp:  start,
-		InputAST:   logged,
 		Results:    &raw,
 		Metrics:    m,
 		Bundles:    e.revisions(),
 		Error:      err,
-	}, &d, &in)
+	}, &d, in)
 	return d, err
 }
 
@@ -103,10 +101,9 @@ func (e *Engine) LogDecision(in Input, d Decision) string {
 		DecisionID: d.ID,
 		Path:       DecisionPath,
 		Timestamp:  time.Now(),
-		InputAST:   in.LogAST(),
 		Results:    &raw,
 		Bundles:    e.revisions(),
-	}, &d, &in)
+	}, &d, in)
 	return d.ID
 }
 
@@ -122,7 +119,7 @@ func (e *Engine) revisions() map[string]server.BundleInfo {
 //
 // A deterministic policy's decisions are served from the cache of the
 // current store commit (cache.go); only successful evaluations are cached.
-func (e *Engine) evaluate(ctx context.Context, in *Input, input ast.Value) (Decision, any, metrics.Metrics, error) {
+func (e *Engine) evaluate(ctx context.Context, in *Input) (Decision, any, metrics.Metrics, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.DecisionTimeout)
 	defer cancel()
 	txn, err := e.store.NewTransaction(ctx)
@@ -144,7 +141,7 @@ func (e *Engine) evaluate(ctx context.Context, in *Input, input ast.Value) (Deci
 		}
 	}
 	m := metrics.New()
-	rs, err := q.pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTransaction(txn), rego.EvalMetrics(m))
+	rs, err := q.pq.Eval(ctx, rego.EvalParsedInput(in.AST()), rego.EvalTransaction(txn), rego.EvalMetrics(m))
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return denied(ReasonTimeout), nil, m, err

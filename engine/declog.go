@@ -29,6 +29,7 @@ func (ev *Event) MarshalJSON() ([]byte, error) { return json.Marshal(&ev.EventV1
 // item is one queued decision.
 type item struct {
 	info    *server.Info
+	in      Input // logged as info.InputAST, built off the hot path
 	ev      Event
 	barrier func() // set on Flush's marker, which carries no event
 }
@@ -70,8 +71,8 @@ func newPipeline(cfg Config, m *collectors) *pipeline {
 }
 
 // enqueue never blocks: a full queue drops the event and counts it.
-func (p *pipeline) enqueue(info *server.Info, d *Decision, in *Input) {
-	it := &item{info: info, ev: Event{
+func (p *pipeline) enqueue(info *server.Info, d *Decision, in Input) {
+	it := &item{info: info, in: in, ev: Event{
 		Allow: d.Allow, Audit: d.Audit, Reason: d.Reason,
 		AttemptID: in.AttemptID, Host: in.Host, Port: in.Port,
 	}}
@@ -132,6 +133,7 @@ func (p *pipeline) deliver(it *item) {
 		it.barrier()
 		return
 	}
+	it.info.InputAST = it.in.LogAST()
 	it.info.Input = inputValue(it.info.InputAST)
 	if p.opa == nil || !p.viaOPA.Load() {
 		p.fanout(it, p.event(it.info))

@@ -54,8 +54,8 @@ type Client struct {
 
 // AST is the input the policy evaluates: the fields plus input.candidates.
 func (in *Input) AST() ast.Value {
-	_, v := in.asts()
-	return v
+	terms := append(in.terms(), [2]*ast.Term{ast.StringTerm("candidates"), candidatesTerm(in.Host, in.Port)})
+	return ast.NewObject(terms...)
 }
 
 // LogAST is the input as decision logs record it: input.candidates, derived
@@ -64,15 +64,8 @@ func (in *Input) LogAST() ast.Value {
 	return ast.NewObject(in.terms()...)
 }
 
-// asts builds both forms from one set of terms, without a JSON round trip:
-// this is on the hot path of every decision.
-func (in *Input) asts() (logged, evaluated ast.Value) {
-	terms := in.terms()
-	logged = ast.NewObject(terms...)
-	terms = append(terms, [2]*ast.Term{ast.StringTerm("candidates"), candidatesTerm(in.Host, in.Port)})
-	return logged, ast.NewObject(terms...)
-}
-
+// terms builds the fields without a JSON round trip: AST is on the hot path
+// of every evaluated decision.
 func (in *Input) terms() [][2]*ast.Term {
 	terms := make([][2]*ast.Term, 0, 11)
 	item := func(k string, v *ast.Term) { terms = append(terms, [2]*ast.Term{ast.StringTerm(k), v}) }

@@ -161,6 +161,9 @@ func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 	})
 	gp.OnRequest().DoFunc(func(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 		stripHopHeaders(r.Header)
+		// The client's Connection: close is hop-by-hop: it ends the client
+		// connection, not the pooled upstream one (as httputil.ReverseProxy).
+		r.Close = false
 		ctx.RoundTripper = goproxy.RoundTripperFunc(p.roundTrip)
 		return r, nil
 	})
@@ -178,7 +181,7 @@ func (p *Proxy) newTransport() *http.Transport {
 		Proxy:               nil,
 		DialContext:         p.dialPlanned,
 		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: 16,
+		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     p.cfg.IdleTimeout,
 		DisableCompression:  true,
 	}

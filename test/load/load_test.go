@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -76,6 +78,35 @@ func TestSquidBaseline(t *testing.T) {
 	}
 }
 
+// TestBinaryTarget measures `regate serve` from a freshly built binary
+// beside the in-process proxy.
+func TestBinaryTarget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds regate")
+	}
+	bin := filepath.Join(t.TempDir(), "regate")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race") // shares the build cache with test/e2e
+	}
+	build := exec.Command("go", append(args, "github.com/regate/regate/cmd/regate")...)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building regate: %v\n%s", err, out)
+	}
+	o, err := parseFlags(append([]string{"-squid", "off", "-relay=false", "-binary", bin}, tinyArgs...), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := measure(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep, []string{targetDirect, targetRegate, targetRegateBin})
+	if st := rep.DecisionLog[targetRegateBin]; st.Lines == 0 {
+		t.Errorf("regate serve logged no decision: %+v", st)
+	}
+}
+
 func TestFlags(t *testing.T) {
 	tests := []struct {
 		name string
@@ -85,6 +116,8 @@ func TestFlags(t *testing.T) {
 		{"unknown workload", []string{"-w", "keepalive,nope"}, `unknown workload "nope"`},
 		{"zero clients", []string{"-c", "0"}, "-c 0"},
 		{"stray argument", []string{"extra"}, "unexpected arguments"},
+		{"reserved binary name", []string{"-binary", "squid=/bin/true"}, "reserved"},
+		{"binary name twice", []string{"-binary", "a=/x", "-binary", "a=/y"}, "used twice"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
