@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -107,6 +108,86 @@ func TestCacheSameDecisionsAsEvaluation(t *testing.T) {
 		b, errB := plain.Decide(context.Background(), in)
 		if errA != nil || errB != nil || a.Allow != b.Allow || a.Reason != b.Reason || a.Rule != b.Rule {
 			t.Fatalf("input %d %+v: cached %+v (%v), evaluated %+v (%v)", i, in, a, errA, b, errB)
+		}
+	}
+}
+
+// TestCacheKeyCoversEveryInputField guards the cache against a field added
+// to Input later but not to the key: changing any field of the input must
+// change the key that reads every field.
+func TestCacheKeyCoversEveryInputField(t *testing.T) {
+	all := inputFields{all: true}
+	base := Input{Host: "a.test", Port: 443, Scheme: "https", Method: "CONNECT"}
+	variants := map[string]Input{}
+	typ := reflect.TypeOf(base)
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		v := base
+		fv := reflect.ValueOf(&v).Elem().Field(i)
+		switch f.Type.Kind() {
+		case reflect.String:
+			fv.SetString(fv.String() + "x")
+		case reflect.Int:
+			fv.SetInt(fv.Int() + 1)
+		case reflect.Bool:
+			fv.SetBool(!fv.Bool())
+		case reflect.Pointer:
+			fv.Set(reflect.New(f.Type.Elem()))
+			elem := fv.Elem()
+			for j := range elem.NumField() {
+				switch g := elem.Field(j); g.Kind() {
+				case reflect.String:
+					g.SetString("x")
+				case reflect.Map:
+					g.Set(reflect.ValueOf(map[string]string{"k": "v"}))
+				case reflect.Slice:
+					g.Set(reflect.ValueOf([]string{"x"}))
+				}
+			}
+		default:
+			t.Fatalf("field %s of kind %s: teach this test and cacheKey about it", f.Name, f.Type.Kind())
+		}
+		variants[f.Name] = v
+	}
+	baseKey := all.cacheKey(&base)
+	for name, v := range variants {
+		if all.cacheKey(&v) == baseKey {
+			t.Errorf("changing Input.%s does not change the cache key", name)
+		}
+	}
+}
+
+// TestCacheKeyCoversEverySubField does the same for the fields of the
+// attempt, TLS and client objects.
+func TestCacheKeyCoversEverySubField(t *testing.T) {
+	all := inputFields{all: true}
+	typ := reflect.TypeOf(Input{})
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if f.Type.Kind() != reflect.Pointer {
+			continue
+		}
+		base := Input{Host: "a.test", Port: 443}
+		reflect.ValueOf(&base).Elem().Field(i).Set(reflect.New(f.Type.Elem()))
+		baseKey := all.cacheKey(&base)
+		for j := range f.Type.Elem().NumField() {
+			sub := f.Type.Elem().Field(j)
+			v := base
+			elem := reflect.New(f.Type.Elem())
+			reflect.ValueOf(&v).Elem().Field(i).Set(elem)
+			switch g := elem.Elem().Field(j); g.Kind() {
+			case reflect.String:
+				g.SetString("x")
+			case reflect.Map:
+				g.Set(reflect.ValueOf(map[string]string{"k": "v"}))
+			case reflect.Slice:
+				g.Set(reflect.ValueOf([]string{"x"}))
+			default:
+				t.Fatalf("%s.%s of kind %s: teach this test and cacheKey about it", f.Name, sub.Name, g.Kind())
+			}
+			if all.cacheKey(&v) == baseKey {
+				t.Errorf("changing Input.%s.%s does not change the cache key", f.Name, sub.Name)
+			}
 		}
 	}
 }
