@@ -3,11 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +12,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/loader"
+
+	"github.com/regate/regate/internal/fleettest"
 )
 
 // orgPolicy decides from the team bundle's data, so that the two bundles
@@ -59,16 +57,6 @@ func teamBundle(rev string) testBundle {
 	return testBundle{revision: rev, roots: []string{"regate/team"}, files: map[string]string{
 		"regate/team/data.json": `{"allow": {"team.test": true, "evil.test": true}}`,
 	}}
-}
-
-func rsaKeys(t *testing.T) (private, public string) {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	must(t, err)
-	pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	must(t, err)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}))
 }
 
 // signDir writes .signatures.json for a bundle directory with paths relative
@@ -157,8 +145,8 @@ func TestBundlesOverlappingRootsRefused(t *testing.T) {
 }
 
 func TestSignedBundles(t *testing.T) {
-	private, public := rsaKeys(t)
-	otherPrivate, _ := rsaKeys(t)
+	private, public := fleettest.KeyPair(t)
+	otherPrivate, _ := fleettest.KeyPair(t)
 	tests := []struct {
 		name   string
 		build  func(t *testing.T, dir string) string
@@ -215,7 +203,7 @@ func TestSignedBundles(t *testing.T) {
 // TestTamperedBundleOnReloadKeepsLastGood: a signed bundle replaced on disk
 // by a tampered one is refused and the signed revision keeps deciding.
 func TestTamperedBundleOnReloadKeepsLastGood(t *testing.T) {
-	private, public := rsaKeys(t)
+	private, public := fleettest.KeyPair(t)
 	dir := orgBundle("signed-1").writeDir(t, filepath.Join(t.TempDir(), "org"))
 	signDir(t, dir, private)
 	path := tarball(t, dir, dir+".tar.gz")

@@ -11,6 +11,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/plugins"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/regate/regate/internal/fleettest"
 )
 
 // TestRemoteSignedBundle walks two engines through the life of a signed
@@ -18,11 +20,11 @@ import (
 // restart, and bundles that must be refused while the last good revision
 // keeps deciding, visibly (Ready, Status, metrics, status reports).
 func TestRemoteSignedBundle(t *testing.T) {
-	private, public := rsaKeys(t)
-	otherPrivate, _ := rsaKeys(t)
-	srv := newBundleServer(t, false)
-	ctl := newReceiver(t)
-	srv.publish("org.tar.gz", fleetBundle("r1", "a.test").build(t, private, "org", nil))
+	private, public := fleettest.KeyPair(t)
+	otherPrivate, _ := fleettest.KeyPair(t)
+	srv := fleettest.NewBundleServer(t, false)
+	ctl := fleettest.NewReceiver(t)
+	srv.Publish("org.tar.gz", fleetBundle("r1", "a.test").build(t, private, "org", nil))
 	cfg := opaConfig(t, srv.URL, public, map[string]any{
 		"services": map[string]any{"control": map[string]any{"url": ctl.URL}},
 		"status":   map[string]any{"service": "control"},
@@ -36,17 +38,17 @@ func TestRemoteSignedBundle(t *testing.T) {
 		t.Fatalf("r1 not deciding: %+v", d)
 	}
 	waitFor(t, "Ready", func() bool { return e1.Ready() == nil })
-	waitFor(t, "a 304 for an unchanged bundle", func() bool { return srv.notMod.Load() > 0 })
-	waitFor(t, "status report of r1", func() bool { return ctl.reportedRevision("org") == "r1" })
+	waitFor(t, "a 304 for an unchanged bundle", func() bool { return srv.NotModified() > 0 })
+	waitFor(t, "status report of r1", func() bool { return ctl.ReportedRevision("org") == "r1" })
 	wantRevisionGauge(t, reg, "org", "r1")
 
-	srv.publish("org.tar.gz", fleetBundle("r2", "b.test").build(t, private, "org", nil))
+	srv.Publish("org.tar.gz", fleetBundle("r2", "b.test").build(t, private, "org", nil))
 	waitRevision(t, "org", "r2", e1, e2)
 	if d := decideHost(t, e1, "b.test"); !d.Allow || d.Reason != "r2" {
 		t.Fatalf("r2 not deciding: %+v", d)
 	}
 	wantRevisionGauge(t, reg, "org", "r2")
-	waitFor(t, "status report of r2", func() bool { return ctl.reportedRevision("org") == "r2" })
+	waitFor(t, "status report of r2", func() bool { return ctl.ReportedRevision("org") == "r2" })
 
 	refused := []struct {
 		name   string
@@ -62,7 +64,7 @@ func TestRemoteSignedBundle(t *testing.T) {
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
-			srv.publish("org.tar.gz", tc.body)
+			srv.Publish("org.tar.gz", tc.body)
 			waitFor(t, "the bundle to be refused", func() bool {
 				err1, err2 := e1.Ready(), e2.Ready()
 				return err1 != nil && err2 != nil && strings.Contains(err1.Error(), tc.errHas) && strings.Contains(err2.Error(), tc.errHas)
@@ -91,7 +93,7 @@ func TestRemoteSignedBundle(t *testing.T) {
 		t.Errorf("regate_bundle_loads_total{result=failed} = %v, want >= %d", n, len(refused))
 	}
 
-	srv.publish("org.tar.gz", fleetBundle("r4", "c.test").build(t, private, "org", nil))
+	srv.Publish("org.tar.gz", fleetBundle("r4", "c.test").build(t, private, "org", nil))
 	waitRevision(t, "org", "r4", e1, e2)
 	waitFor(t, "Ready after recovery", func() bool { return e1.Ready() == nil })
 	for _, result := range []string{"activated", "not_modified"} {
@@ -104,16 +106,16 @@ func TestRemoteSignedBundle(t *testing.T) {
 // TestRemoteLongPolling: a server that supports long polling delivers a new
 // revision at once, long before the (long) polling delay.
 func TestRemoteLongPolling(t *testing.T) {
-	private, public := rsaKeys(t)
-	srv := newBundleServer(t, true)
-	srv.publish("org.tar.gz", fleetBundle("r1", "a.test").build(t, private, "org", nil))
+	private, public := fleettest.KeyPair(t)
+	srv := fleettest.NewBundleServer(t, true)
+	srv.Publish("org.tar.gz", fleetBundle("r1", "a.test").build(t, private, "org", nil))
 	e := startEngine(t, Config{OPA: opaConfig(t, srv.URL, public, map[string]any{"org": map[string]any{
 		"polling": map[string]any{"min_delay_seconds": 60, "max_delay_seconds": 120, "long_polling_timeout_seconds": 30},
 	}})})
 	waitRevision(t, "org", "r1", e)
 	time.Sleep(100 * time.Millisecond) // let the next long poll reach the server
 	start := time.Now()
-	srv.publish("org.tar.gz", fleetBundle("r2", "b.test").build(t, private, "org", nil))
+	srv.Publish("org.tar.gz", fleetBundle("r2", "b.test").build(t, private, "org", nil))
 	waitRevision(t, "org", "r2", e)
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("new revision took %v", took)
@@ -124,9 +126,9 @@ func TestRemoteLongPolling(t *testing.T) {
 // bundle server is down decides by the last bundle it activated, says so in
 // Ready, and moves on when the server is back.
 func TestRemotePersistedBundle(t *testing.T) {
-	private, public := rsaKeys(t)
-	srv := newBundleServer(t, false)
-	srv.publish("org.tar.gz", fleetBundle("r1", "a.test").build(t, private, "org", nil))
+	private, public := fleettest.KeyPair(t)
+	srv := fleettest.NewBundleServer(t, false)
+	srv.Publish("org.tar.gz", fleetBundle("r1", "a.test").build(t, private, "org", nil))
 	cfg := opaConfig(t, srv.URL, public, map[string]any{
 		"persistence_directory": t.TempDir(),
 		"org":                   map[string]any{"persist": true},
@@ -135,7 +137,7 @@ func TestRemotePersistedBundle(t *testing.T) {
 	waitRevision(t, "org", "r1", first)
 	stopNow(first)
 
-	srv.setDown(true)
+	srv.SetDown(true)
 	e := startEngine(t, Config{OPA: cfg})
 	if rev := revisionOf(e, "org"); rev != "r1" {
 		t.Fatalf("persisted bundle not active at start: revision %q", rev)
@@ -147,8 +149,8 @@ func TestRemotePersistedBundle(t *testing.T) {
 		err := e.Ready()
 		return err != nil && strings.Contains(err.Error(), "bundle org") && strings.Contains(err.Error(), "Service Unavailable")
 	})
-	srv.publish("org.tar.gz", fleetBundle("r2", "b.test").build(t, private, "org", nil))
-	srv.setDown(false)
+	srv.Publish("org.tar.gz", fleetBundle("r2", "b.test").build(t, private, "org", nil))
+	srv.SetDown(false)
 	waitRevision(t, "org", "r2", e)
 	waitFor(t, "Ready", func() bool { return e.Ready() == nil })
 }
@@ -156,8 +158,8 @@ func TestRemotePersistedBundle(t *testing.T) {
 // TestRemoteOrgWithLocalTeamBundle: a remote org bundle beside a local team
 // bundle directory; each updates on its own, the local one by fsnotify.
 func TestRemoteOrgWithLocalTeamBundle(t *testing.T) {
-	srv := newBundleServer(t, false)
-	srv.publish("org.tar.gz", orgBundle("org-1").build(t, "", "", nil))
+	srv := fleettest.NewBundleServer(t, false)
+	srv.Publish("org.tar.gz", orgBundle("org-1").build(t, "", "", nil))
 	team := teamBundle("team-1").writeDir(t, filepath.Join(t.TempDir(), "team"))
 	// Unsigned: with keys configured the engine verifies local bundles too,
 	// and a directory's signature names files by the path it was signed at.
@@ -179,7 +181,7 @@ func TestRemoteOrgWithLocalTeamBundle(t *testing.T) {
 
 	org2 := orgBundle("org-2")
 	org2.files["regate/org/data.json"] = `{"deny": {"new.test": true}}`
-	srv.publish("org.tar.gz", org2.build(t, "", "", nil))
+	srv.Publish("org.tar.gz", org2.build(t, "", "", nil))
 	waitRevision(t, "org", "org-2", e)
 	if d := decideHost(t, e, "new.test"); d.Allow || d.Reason != "org deny" {
 		t.Fatalf("org-2 deny not applied: %+v", d)
@@ -193,9 +195,9 @@ func TestRemoteOrgWithLocalTeamBundle(t *testing.T) {
 // decide together; a team bundle that claims the org's roots is refused
 // and the last good pair keeps deciding.
 func TestRemoteOrgAndTeamBundles(t *testing.T) {
-	srv := newBundleServer(t, false)
-	srv.publish("org.tar.gz", orgBundle("org-1").build(t, "", "", nil))
-	srv.publish("team.tar.gz", teamBundle("team-1").build(t, "", "", nil))
+	srv := fleettest.NewBundleServer(t, false)
+	srv.Publish("org.tar.gz", orgBundle("org-1").build(t, "", "", nil))
+	srv.Publish("team.tar.gz", teamBundle("team-1").build(t, "", "", nil))
 	e := startEngine(t, Config{OPA: opaConfig(t, srv.URL, "", map[string]any{"bundles": map[string]any{"team": map[string]any{
 		"service": "bundles", "resource": "team.tar.gz",
 		"polling": map[string]any{"min_delay_seconds": 1, "max_delay_seconds": 1},
@@ -209,7 +211,7 @@ func TestRemoteOrgAndTeamBundles(t *testing.T) {
 	greedy := testBundle{revision: "team-2", roots: []string{"regate"}, files: map[string]string{
 		"regate/team/data.json": `{"allow": {"evil.test": true}}`,
 	}}
-	srv.publish("team.tar.gz", greedy.build(t, "", "", nil))
+	srv.Publish("team.tar.gz", greedy.build(t, "", "", nil))
 	waitFor(t, "the overlapping team bundle to be refused", func() bool {
 		err := e.Ready()
 		return err != nil && strings.Contains(err.Error(), "bundle team") && strings.Contains(err.Error(), "overlap")
@@ -224,11 +226,11 @@ func TestRemoteOrgAndTeamBundles(t *testing.T) {
 // back every event arrives once, masked, with the bundles' revisions and
 // the attempt.
 func TestDecisionLogUpload(t *testing.T) {
-	private, public := rsaKeys(t)
-	srv := newBundleServer(t, false)
-	srv.publish("org.tar.gz", fleetBundle("r1", "a.test").build(t, private, "org", nil))
-	logs := newReceiver(t)
-	logs.down.Store(true)
+	private, public := fleettest.KeyPair(t)
+	srv := fleettest.NewBundleServer(t, false)
+	srv.Publish("org.tar.gz", fleetBundle("r1", "a.test").build(t, private, "org", nil))
+	logs := fleettest.NewReceiver(t)
+	logs.SetDown(true)
 	var local syncBuffer
 	reg := prometheus.NewRegistry()
 	e := startEngine(t, Config{DecisionLog: &local, Registerer: reg, OPA: opaConfig(t, srv.URL, public, map[string]any{
@@ -256,24 +258,24 @@ func TestDecisionLogUpload(t *testing.T) {
 			t.Fatalf("decision %d took %v with the log service down", i, took)
 		}
 	}
-	waitFor(t, "an upload to be refused", func() bool { return logs.refused.Load() > 0 })
-	logs.down.Store(false)
-	waitFor(t, "every event to arrive", func() bool { return len(logs.uploaded()) >= n })
+	waitFor(t, "an upload to be refused", func() bool { return logs.Refused() > 0 })
+	logs.SetDown(false)
+	waitFor(t, "every event to arrive", func() bool { return len(logs.Events()) >= n })
 
 	seen := map[string]bool{}
-	for _, ev := range logs.uploaded() {
+	for _, ev := range logs.Events() {
 		id, _ := ev["decision_id"].(string)
 		if seen[id] {
 			t.Errorf("event %s uploaded twice", id)
 		}
 		seen[id] = true
-		if rev := dig(ev, "bundles", "org", "revision"); rev != "r1" {
+		if rev := fleettest.Dig(ev, "bundles", "org", "revision"); rev != "r1" {
 			t.Errorf("event %s: bundles.org.revision = %v", id, rev)
 		}
-		if dig(ev, "labels", "app") != "regate" || dig(ev, "input", "attempt", "labels", "job") != "build" {
+		if fleettest.Dig(ev, "labels", "app") != "regate" || fleettest.Dig(ev, "input", "attempt", "labels", "job") != "build" {
 			t.Errorf("event %s lacks labels.app or input.attempt: %v", id, ev)
 		}
-		attemptID, hasID := dig(ev, "input").(map[string]any)["attempt_id"]
+		attemptID, hasID := fleettest.Dig(ev, "input").(map[string]any)["attempt_id"]
 		if erased := fmt.Sprint(ev["erased"]); hasID == strings.Contains(erased, "/input/attempt_id") ||
 			strings.HasPrefix(fmt.Sprint(attemptID), "secret-") {
 			t.Errorf("event %s: attempt_id %v, erased %s: mask not applied as written", id, attemptID, erased)

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/regate/regate/engine"
+	"github.com/regate/regate/internal/enginetest"
 	"github.com/regate/regate/policies"
 )
 
@@ -43,21 +43,7 @@ func startEngine(t *testing.T, log io.Writer, allow ...string) *engine.Engine {
 	// methods set explicitly: the draft default policy refuses every plain
 	// HTTP method when data.regate.methods is absent.
 	data := map[string]any{"regate": map[string]any{"methods": []any{"GET", "HEAD"}}}
-	e, err := engine.New(engine.Config{Default: policies.FS, Allow: allow, Data: data, DecisionLog: log, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.Stop(ctx)
-	})
-	return e
+	return enginetest.Start(t, engine.Config{Default: policies.FS, Allow: allow, Data: data, DecisionLog: log, Logger: testLogger()})
 }
 
 // TestWithRealEngine runs the proxy on the embedded default policy: allow,

@@ -22,6 +22,7 @@ import (
 
 	"github.com/regate/regate/engine"
 	"github.com/regate/regate/internal/attempt"
+	"github.com/regate/regate/internal/enginetest"
 	"github.com/regate/regate/policies"
 	"github.com/regate/regate/proxy"
 )
@@ -156,21 +157,7 @@ func tcpListen(t *testing.T) net.Listener {
 
 func startEngine(t *testing.T, pols []string, reg prometheus.Registerer) *engine.Engine {
 	t.Helper()
-	e, err := engine.New(engine.Config{Default: policies.FS, Policies: pols, Logger: testLogger(), Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.Stop(ctx)
-	})
-	return e
+	return enginetest.Start(t, engine.Config{Default: policies.FS, Policies: pols, Logger: testLogger(), Registerer: reg})
 }
 
 // client speaks to the admin API.

@@ -1,30 +1,17 @@
 package e2e
 
 import (
-	"bytes"
-	"compress/gzip"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/regate/regate/internal/fleettest"
 )
 
 // A fleet of regate daemons, configured with an `opa:` section, decides by
@@ -33,11 +20,11 @@ import (
 // bundle's revision to a log service; OPA's status plugin reports the
 // revision to a control plane.
 func TestFleet(t *testing.T) {
-	private, public := keyPair(t)
+	private, public := fleettest.KeyPair(t)
 	up := newUpstream(t)
-	bundles := newFileServer(t)
-	control := newUploadReceiver(t)
-	bundles.publish("org.tar.gz", signedBundle(t, "r1", "allowed.test", private, nil))
+	bundles := fleettest.NewBundleServer(t, false)
+	control := fleettest.NewReceiver(t)
+	bundles.Publish("org.tar.gz", signedBundle(t, "r1", "allowed.test", private, nil))
 	cfg := fleetConfig(t, bundles.URL, control.URL, public)
 
 	d1 := startServe(t, "--config", cfg, "--admin", "off")
@@ -52,7 +39,7 @@ func TestFleet(t *testing.T) {
 	}
 
 	// A new revision, picked up by both daemons within the polling interval.
-	bundles.publish("org.tar.gz", signedBundle(t, "r2", "other.test", private, nil))
+	bundles.Publish("org.tar.gz", signedBundle(t, "r2", "other.test", private, nil))
 	for _, d := range []*daemon{d1, d2} {
 		waitStatus(t, d, other, http.StatusOK)
 	}
@@ -62,7 +49,7 @@ func TestFleet(t *testing.T) {
 	}
 
 	// Tampered after signing: refused; r2 keeps deciding.
-	bundles.publish("org.tar.gz", signedBundle(t, "r3", "other.test", private,
+	bundles.Publish("org.tar.gz", signedBundle(t, "r3", "other.test", private,
 		map[string]string{"regate/org/data.json": `{"allow": {"allowed.test": true}, "rev": "r3"}`}))
 	line := readLineContaining(t, d1.logs, "remote bundle refused")
 	if !strings.Contains(line, "digest mismatch") || !strings.Contains(line, `"revision":"r2"`) {
@@ -78,11 +65,11 @@ func TestFleet(t *testing.T) {
 	// The denial, with its bundle revision, reached the log service; the
 	// control plane saw r2.
 	waitUntil(t, "the denial to be uploaded", func() bool {
-		ev := control.event(denied)
-		return ev != nil && dig(ev, "bundles", "org", "revision") == "r2" && dig(ev, "result", "allow") == false &&
-			dig(ev, "input", "host") == "allowed.test" && dig(ev, "labels", "app") == "regate"
+		ev := control.Event(denied)
+		return ev != nil && fleettest.Dig(ev, "bundles", "org", "revision") == "r2" && fleettest.Dig(ev, "result", "allow") == false &&
+			fleettest.Dig(ev, "input", "host") == "allowed.test" && fleettest.Dig(ev, "labels", "app") == "regate"
 	})
-	waitUntil(t, "a status report of r2", func() bool { return control.reportedRevision("org") == "r2" })
+	waitUntil(t, "a status report of r2", func() bool { return control.ReportedRevision("org") == "r2" })
 	for _, d := range []*daemon{d1, d2} {
 		if code, logs := d.stop(t, syscall.SIGTERM); code != 0 {
 			t.Errorf("exit status %d after SIGTERM\n%s", code, logs)
@@ -91,9 +78,9 @@ func TestFleet(t *testing.T) {
 }
 
 func TestCheckFleetConfig(t *testing.T) {
-	private, public := keyPair(t)
-	bundles := newFileServer(t)
-	bundles.publish("org.tar.gz", signedBundle(t, "r1", "allowed.test", private, nil))
+	private, public := fleettest.KeyPair(t)
+	bundles := fleettest.NewBundleServer(t, false)
+	bundles.Publish("org.tar.gz", signedBundle(t, "r1", "allowed.test", private, nil))
 	res := regate(t, nil, "check", "--config", fleetConfig(t, bundles.URL, bundles.URL, public))
 	wantCode(t, res, 0)
 	if !strings.Contains(res.stdout, `bundle org: revision "r1"`) {
@@ -156,164 +143,10 @@ decision := {"allow": true, "reason": data.regate.org.rev, "rule": "org"} if dat
 // after signing.
 func signedBundle(t *testing.T, rev, host, privateKey string, tamper map[string]string) []byte {
 	t.Helper()
-	dir := t.TempDir()
-	writeFile(t, dir, ".manifest", fmt.Sprintf(`{"revision": %q, "roots": ["regate/network", "regate/org"]}`, rev))
-	writeFile(t, dir, "network.rego", fleetPolicy)
-	writeFile(t, dir, "regate/org/data.json", fmt.Sprintf(`{"allow": {%q: true}, "rev": %q}`, host, rev))
-	load := func() *bundle.Bundle {
-		b, err := loader.NewFileLoader().WithRegoVersion(ast.RegoV1).WithSkipBundleVerification(true).AsBundle(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	b := load()
-	if err := b.GenerateSignature(bundle.NewSigningConfig(privateKey, "RS256", ""), "org", false); err != nil {
-		t.Fatal(err)
-	}
-	if len(tamper) > 0 {
-		sig := b.Signatures
-		for name, body := range tamper {
-			writeFile(t, dir, name, body)
-		}
-		b = load()
-		b.Signatures = sig
-	}
-	var buf bytes.Buffer
-	if err := bundle.NewWriter(&buf).Write(*b); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func keyPair(t *testing.T) (private, public string) {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}))
-}
-
-// fileServer serves files as a bundle server: ETag, and 304 for a
-// matching If-None-Match.
-type fileServer struct {
-	*httptest.Server
-	mu    sync.Mutex
-	files map[string][]byte
-}
-
-func newFileServer(t *testing.T) *fileServer {
-	t.Helper()
-	s := &fileServer{files: map[string][]byte{}}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		body, ok := s.files[strings.TrimPrefix(r.URL.Path, "/")]
-		s.mu.Unlock()
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		sum := sha256.Sum256(body)
-		etag := `"` + hex.EncodeToString(sum[:8]) + `"`
-		w.Header().Set("ETag", etag)
-		if slices.Contains(strings.Split(r.Header.Get("If-None-Match"), ", "), etag) {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
-		w.Header().Set("Content-Type", "application/gzip")
-		_, _ = w.Write(body)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *fileServer) publish(name string, body []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.files[name] = body
-}
-
-// uploadReceiver records OPA's uploads: gzip'd decision-log batches on
-// /logs, status reports on /status.
-type uploadReceiver struct {
-	*httptest.Server
-	mu       sync.Mutex
-	events   map[string]map[string]any // by decision_id
-	statuses []map[string]any
-}
-
-func newUploadReceiver(t *testing.T) *uploadReceiver {
-	t.Helper()
-	rc := &uploadReceiver{events: map[string]map[string]any{}}
-	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body io.Reader = r.Body
-		if r.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			body = zr
-		}
-		rc.mu.Lock()
-		defer rc.mu.Unlock()
-		switch r.URL.Path {
-		case "/logs":
-			var batch []map[string]any
-			if err := json.NewDecoder(body).Decode(&batch); err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			for _, ev := range batch {
-				id, _ := ev["decision_id"].(string)
-				rc.events[id] = ev
-			}
-		case "/status":
-			var st map[string]any
-			if err := json.NewDecoder(body).Decode(&st); err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			rc.statuses = append(rc.statuses, st)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(rc.Close)
-	return rc
-}
-
-func (rc *uploadReceiver) event(id string) map[string]any {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return rc.events[id]
-}
-
-func (rc *uploadReceiver) reportedRevision(name string) string {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if len(rc.statuses) == 0 {
-		return ""
-	}
-	rev, _ := dig(rc.statuses[len(rc.statuses)-1], "bundles", name, "active_revision").(string)
-	return rev
-}
-
-func dig(v any, keys ...string) any {
-	for _, k := range keys {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[k]
-	}
-	return v
+	return fleettest.Bundle{Revision: rev, Roots: []string{"regate/network", "regate/org"}, Files: map[string]string{
+		"network.rego":         fleetPolicy,
+		"regate/org/data.json": fmt.Sprintf(`{"allow": {%q: true}, "rev": %q}`, host, rev),
+	}}.Build(t, privateKey, "org", tamper)
 }
 
 // get fetches target through d's HTTP proxy and returns the status and the

@@ -1,0 +1,32 @@
+// Package enginetest starts a real policy engine for the tests of the
+// packages that consume one (proxy, admin).
+package enginetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/regate/regate/engine"
+)
+
+// Start builds and starts an engine from cfg, failing the test on any
+// error, and stops it when the test ends.
+func Start(t testing.TB, cfg engine.Config) *engine.Engine {
+	t.Helper()
+	e, err := engine.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.Stop(ctx)
+	})
+	return e
+}
