@@ -142,7 +142,9 @@ func New(cfg Config) (*Engine, error) {
 		remote: remote,
 		store:  inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)),
 	}
-	e.metrics = newMetrics(cfg.Registerer)
+	if e.metrics, err = newMetrics(cfg.Registerer); err != nil {
+		return nil, err
+	}
 	e.logs = newPipeline(cfg, e.metrics)
 	return e, nil
 }

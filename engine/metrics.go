@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +19,7 @@ type collectors struct {
 	cacheHits          prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *collectors {
+func newMetrics(reg prometheus.Registerer) (*collectors, error) {
 	m := &collectors{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "regate_decisions_total",
@@ -58,9 +59,13 @@ func newMetrics(reg prometheus.Registerer) *collectors {
 		m.reloads.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.duration, m.reloads, m.revision, m.logDropped, m.logErrors, m.subscribersDropped, m.cacheHits)
+		for _, c := range []prometheus.Collector{m.decisions, m.duration, m.reloads, m.revision, m.logDropped, m.logErrors, m.subscribersDropped, m.cacheHits} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("registering engine metrics: %w", err)
+			}
+		}
 	}
-	return m
+	return m, nil
 }
 
 // observe counts one decision.
