@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -42,7 +43,7 @@ type pipeline struct {
 	stopc   chan struct{}
 	done    chan struct{}
 	opa     *logs.Plugin
-	out     io.Writer
+	out     *bufio.Writer // the JSON-lines sink, flushed whenever the queue empties
 	ring    *ring
 	metrics *collectors
 	cur     atomic.Pointer[item] // the item being delivered, for the sink plugin
@@ -62,7 +63,7 @@ func newPipeline(cfg Config, m *collectors) *pipeline {
 		q:       make(chan *item, cfg.LogQueue),
 		stopc:   make(chan struct{}),
 		done:    make(chan struct{}),
-		out:     cfg.DecisionLog,
+		out:     newLineWriter(cfg.DecisionLog),
 		ring:    newRing(cfg.RingSize),
 		metrics: m,
 		obs:     map[int]func(*Event){},
@@ -96,15 +97,36 @@ func (p *pipeline) run() {
 		select {
 		case it := <-p.q:
 			p.deliver(it)
+			if len(p.q) == 0 {
+				p.flush()
+			}
 		case <-p.stopc:
 			for {
 				select {
 				case it := <-p.q:
 					p.deliver(it)
 				default:
+					p.flush()
 					return
 				}
 			}
+		}
+	}
+}
+
+// newLineWriter buffers the JSON-lines sink: a burst of decisions becomes
+// one write, and nothing waits in the buffer once the queue is empty.
+func newLineWriter(w io.Writer) *bufio.Writer {
+	if w == nil {
+		return nil
+	}
+	return bufio.NewWriterSize(w, 64<<10)
+}
+
+func (p *pipeline) flush() {
+	if p.out != nil && p.out.Buffered() > 0 {
+		if err := p.out.Flush(); err != nil {
+			p.metrics.logErrors.Inc()
 		}
 	}
 }
@@ -130,15 +152,20 @@ func (p *pipeline) stop(ctx context.Context) {
 // drops it and calls back into sinkPlugin.Log with the final EventV1.
 func (p *pipeline) deliver(it *item) {
 	if it.barrier != nil {
+		p.flush()
 		it.barrier()
+		return
+	}
+	if p.opa == nil || !p.viaOPA.Load() {
+		// No mask or drop policy to evaluate: the input is logged straight
+		// from the struct, without building an AST for it.
+		var in any = logInput{&it.in}
+		it.info.Input = &in
+		p.fanout(it, p.event(it.info))
 		return
 	}
 	it.info.InputAST = it.in.LogAST()
 	it.info.Input = inputValue(it.info.InputAST)
-	if p.opa == nil || !p.viaOPA.Load() {
-		p.fanout(it, p.event(it.info))
-		return
-	}
 	p.cur.Store(it)
 	defer p.cur.Store(nil)
 	if err := p.opa.Log(context.Background(), it.info); err != nil {
@@ -172,7 +199,8 @@ func (p *pipeline) fanout(it *item, v1 logs.EventV1) {
 	ev.EventV1 = v1
 	if p.out != nil {
 		if b, err := json.Marshal(&ev.EventV1); err == nil {
-			_, _ = p.out.Write(append(b, '\n'))
+			_, _ = p.out.Write(b)
+			_ = p.out.WriteByte('\n')
 		} else {
 			p.metrics.logErrors.Inc()
 		}

@@ -10,6 +10,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/plugins/logs"
 )
 
@@ -164,4 +165,29 @@ func TestFullQueueDropsWithoutBlocking(t *testing.T) {
 		t.Fatal("Decide blocked on a stuck log sink")
 	}
 	close(block)
+}
+
+// TestLoggedInputSameOnBothPaths: the input a decision event records is the
+// same whether it is written from the struct (no mask policy) or from the
+// AST OPA's plugin masks.
+func TestLoggedInputSameOnBothPaths(t *testing.T) {
+	inputs := []Input{
+		{Host: "a.test", Port: 443, Scheme: SchemeHTTPS, Method: MethodConnect},
+		{Host: "a.test", Port: 80, Scheme: SchemeHTTP, Method: "GET", Path: "/x", AttemptID: "a1", HostIsIP: true,
+			Attempt: &Attempt{Labels: map[string]string{"team": "t"}, Allow: []string{"x.test"}},
+			TLS:     &TLS{SNI: "b.test"}, Client: &Client{Addr: "127.0.0.1:1", Listener: "http"}},
+	}
+	for _, in := range inputs {
+		fromAST, err := ast.JSON(in.LogAST())
+		must(t, err)
+		b, err := json.Marshal(logInput{&in})
+		must(t, err)
+		var fromStruct any
+		must(t, json.Unmarshal(b, &fromStruct))
+		a, _ := json.Marshal(fromAST)
+		c, _ := json.Marshal(fromStruct)
+		if string(a) != string(c) {
+			t.Fatalf("logged input differs:\nAST    %s\nstruct %s", a, c)
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"encoding/json"
+
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -116,4 +118,40 @@ func stringTerms(ss []string) []*ast.Term {
 		out[i] = ast.StringTerm(s)
 	}
 	return out
+}
+
+// logInput is how a decision log writes an Input when no mask policy needs
+// its AST: the same JSON as LogAST, attempt always present.
+type logInput struct{ *Input }
+
+func (l logInput) MarshalJSON() ([]byte, error) {
+	type plain Input // without this method
+	a := l.Attempt
+	if a == nil {
+		a = &Attempt{}
+	}
+	return json.Marshal(struct {
+		*plain
+		Attempt attemptJSON `json:"attempt"`
+	}{(*plain)(l.Input), attemptJSON{Labels: nonNil(a.Labels), Allow: nonNilSlice(a.Allow), Deny: nonNilSlice(a.Deny)}})
+}
+
+type attemptJSON struct {
+	Labels map[string]string `json:"labels"`
+	Allow  []string          `json:"allow"`
+	Deny   []string          `json:"deny"`
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+func nonNilSlice(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
