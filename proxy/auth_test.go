@@ -3,12 +3,15 @@ package proxy
 import (
 	"net/url"
 	"testing"
+	"time"
 )
 
 func TestConnectAuth(t *testing.T) {
 	cfg := testConfig()
 	cfg.AllowAnonymous = true
-	cfg.Attempts = registry(t, attemptFixture("a1", "tok1"))
+	expired := attemptFixture("old", "tok-old")
+	expired.Expires = time.Now().Add(-time.Minute)
+	cfg.Attempts = registry(t, attemptFixture("a1", "tok1"), expired)
 	d := allowHosts("allowed.test")
 	h := startProxy(t, cfg, d)
 	basic := func(u, p string) string {
@@ -22,6 +25,12 @@ func TestConnectAuth(t *testing.T) {
 		{"anonymous", "", 403, ""}, // decided (and denied: only the input matters)
 		{"valid", basic("a1", "tok1"), 403, "a1"},
 		{"wrong token is not downgraded", basic("a1", "bad"), 407, ""},
+		{"unknown attempt is not downgraded", basic("ghost", "tok1"), 407, ""},
+		{"another attempt's token", basic("old", "tok1"), 407, ""},
+		{"expired attempt", basic("old", "tok-old"), 407, ""},
+		{"empty token", basic("a1", ""), 407, ""},
+		{"case of the id matters", basic("A1", "tok1"), 407, ""},
+		{"token with trailing newline", basic("a1", "tok1\n"), 407, ""},
 		{"bearer scheme", "Proxy-Authorization: Bearer x\r\n", 407, ""},
 	}
 	for _, tc := range tests {

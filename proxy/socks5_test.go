@@ -100,7 +100,9 @@ func TestSOCKS5Auth(t *testing.T) {
 	target := "allowed.test:" + portOf(t, up.URL)
 	cfg := testConfig()
 	cfg.AllowAnonymous = false
-	cfg.Attempts = registry(t, attemptFixture("a1", "tok1"))
+	expired := attemptFixture("old", "tok-old")
+	expired.Expires = time.Now().Add(-time.Minute)
+	cfg.Attempts = registry(t, attemptFixture("a1", "tok1"), expired)
 	d := allowHosts("allowed.test")
 	h := startProxy(t, cfg, d)
 	tests := []struct {
@@ -108,6 +110,8 @@ func TestSOCKS5Auth(t *testing.T) {
 		auth    *xproxy.Auth
 		wantErr bool
 	}{
+		{"expired attempt", &xproxy.Auth{User: "old", Password: "tok-old"}, true},
+		{"another attempt's token", &xproxy.Auth{User: "old", Password: "tok1"}, true},
 		{"valid", &xproxy.Auth{User: "a1", Password: "tok1"}, false},
 		{"wrong token", &xproxy.Auth{User: "a1", Password: "x"}, true},
 		{"unknown attempt", &xproxy.Auth{User: "zz", Password: "tok1"}, true},
