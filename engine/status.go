@@ -73,6 +73,11 @@ func (e *Engine) Status() Status {
 	e.status.mu.Lock()
 	s := e.status.s
 	s.Modules = slices.Clone(e.status.modules)
+	if e.manager != nil {
+		// A remote bundle that owns a root may have erased some of them.
+		mods := e.manager.GetCompiler().Modules
+		s.Modules = slices.DeleteFunc(s.Modules, func(id string) bool { _, ok := mods[id]; return !ok })
+	}
 	e.status.mu.Unlock()
 	q := e.query.Load()
 	s.Loaded = q != nil && q.decides
