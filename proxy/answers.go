@@ -2,16 +2,17 @@ package proxy
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/regate/regate/engine"
 )
 
-// Header names of a deny answer (DESIGN §4).
+// Header names of a deny answer (README, Answers).
 const (
 	HeaderProxyError = "X-Proxy-Error"
 	HeaderDecisionID = "X-Regate-Decision-Id"
@@ -20,27 +21,17 @@ const (
 )
 
 // denyBody states host, port and reason of a deny.
-func denyBody(f *flow) string {
-	return fmt.Sprintf("regate: connection to %s blocked: %s (decision %s)\n",
-		target{host: f.in.Host, port: f.in.Port}, f.dec.Reason, f.dec.ID)
+func denyBody(r Refusal) string {
+	return fmt.Sprintf("regate: connection to %s blocked: %s (decision %s)\n", r.Dest, r.Decision.Reason, r.Decision.ID)
 }
 
-func denyHeader(f *flow) http.Header {
+func denyHeader(d engine.Decision) http.Header {
 	return http.Header{
 		HeaderProxyError:         {blockedByPolicy},
-		HeaderDecisionID:         {f.dec.ID},
+		HeaderDecisionID:         {d.ID},
 		"Content-Type":           {"text/plain; charset=utf-8"},
 		"X-Content-Type-Options": {"nosniff"},
 	}
-}
-
-// writeDenied answers a denied plain request with 403.
-func writeDenied(w http.ResponseWriter, f *flow) {
-	for k, v := range denyHeader(f) {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(http.StatusForbidden)
-	_, _ = io.WriteString(w, denyBody(f))
 }
 
 // writeHTTPError answers with code and a plain-text message.
@@ -56,32 +47,75 @@ func writeAuthRequired(w http.ResponseWriter, err error) {
 	writeHTTPError(w, http.StatusProxyAuthRequired, err.Error(), false)
 }
 
-// upstreamStatus maps a guard or dial failure to an HTTP status: 403 for
-// the SSRF guard, 504 for a timeout, 502 otherwise (with the cause).
-func upstreamStatus(f *flow, err error) (int, string) {
-	var se *ssrfError
-	var de *dialError
-	switch {
-	case errors.As(err, &se):
-		return http.StatusForbidden, denyBody(f)
-	case errors.As(err, &de) && de.class == dialTimeout:
-		return http.StatusGatewayTimeout, "upstream timed out: " + err.Error()
-	}
-	return http.StatusBadGateway, "upstream failed: " + err.Error()
+// httpStatus answers each refusal class on the HTTP listener (plain
+// requests and CONNECT).
+var httpStatus = map[Class]int{
+	ClassDenied:      http.StatusForbidden,
+	ClassLimit:       http.StatusServiceUnavailable,
+	ClassClosing:     http.StatusServiceUnavailable,
+	ClassTimeout:     http.StatusGatewayTimeout,
+	ClassRefused:     http.StatusBadGateway,
+	ClassDNS:         http.StatusBadGateway,
+	ClassUnreachable: http.StatusBadGateway,
+	ClassInternal:    http.StatusBadGateway,
 }
 
-// errorResponse is a synthetic answer for goproxy to relay.
-func errorResponse(r *http.Request, code int, msg string) *http.Response {
-	body := "regate: " + msg + "\n"
+// httpAnswer is a refusal as an HTTP answer: status, status text, headers
+// and body.
+type httpAnswer struct {
+	code   int
+	text   string // the status text; CONNECT puts the reason here
+	header http.Header
+	body   string
+}
+
+// answerHTTP builds the HTTP answer of a refusal. Denies (the policy's and
+// the proxy's own) name host, port, reason and decision id; failures name
+// their cause.
+func answerHTTP(r Refusal) httpAnswer {
+	code := httpStatus[r.Class]
+	switch r.Class {
+	case ClassDenied:
+		return httpAnswer{code: code, text: r.Decision.Reason, header: denyHeader(r.Decision), body: denyBody(r)}
+	case ClassLimit:
+		h := http.Header{HeaderDecisionID: {r.Decision.ID}, "Content-Type": {"text/plain; charset=utf-8"}}
+		return httpAnswer{code: code, text: r.Decision.Reason, header: h, body: denyBody(r)}
+	case ClassClosing:
+		return httpAnswer{code: code, text: "shutting down", body: "regate: proxy is shutting down\n"}
+	case ClassTimeout:
+		return httpAnswer{code: code, text: http.StatusText(code), body: "regate: upstream timed out: " + r.Err.Error() + "\n"}
+	}
+	return httpAnswer{code: code, text: http.StatusText(code), body: "regate: upstream failed: " + r.Err.Error() + "\n"}
+}
+
+// write answers on a ResponseWriter (a plain request).
+func (a httpAnswer) write(w http.ResponseWriter) {
+	for k, v := range a.header {
+		w.Header()[k] = v
+	}
+	if a.header == nil {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+	}
+	w.WriteHeader(a.code)
+	_, _ = io.WriteString(w, a.body)
+}
+
+// response is the answer as a synthetic response for goproxy to relay.
+func (a httpAnswer) response(r *http.Request) *http.Response {
+	h := a.header.Clone()
+	if h == nil {
+		h = http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
+	}
 	return &http.Response{
-		StatusCode:    code,
-		Status:        fmt.Sprintf("%d %s", code, http.StatusText(code)),
+		StatusCode:    a.code,
+		Status:        fmt.Sprintf("%d %s", a.code, http.StatusText(a.code)),
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
-		Body:          io.NopCloser(strings.NewReader(body)),
-		ContentLength: int64(len(body)),
+		Header:        h,
+		Body:          io.NopCloser(strings.NewReader(a.body)),
+		ContentLength: int64(len(a.body)),
 		Request:       r,
 	}
 }

@@ -14,72 +14,73 @@ import (
 // failure).
 var errAuth = errors.New("proxy authentication failed")
 
-// identity is who a connection belongs to.
-type identity struct {
-	id      string
-	attempt *engine.Attempt // nil when anonymous
+// Identity is who a connection belongs to.
+type Identity struct {
+	ID      string          // the attempt id; "" when anonymous
+	Attempt *engine.Attempt // nil when anonymous
 }
 
-// credentials are what a client sent; ok is false when it sent none.
-type credentials struct {
-	user, pass string
-	ok         bool
+// Credentials are what a client sent; Sent is false when it sent none.
+type Credentials struct {
+	User, Pass string
+	Sent       bool
 }
 
 // parseProxyAuthorization reads a Basic Proxy-Authorization header value.
 // An empty value is "no credentials"; anything else that is not valid Basic
 // is an error (never a downgrade to anonymous).
-func parseProxyAuthorization(v string) (credentials, error) {
+func parseProxyAuthorization(v string) (Credentials, error) {
 	if v == "" {
-		return credentials{}, nil
+		return Credentials{}, nil
 	}
 	scheme, b64, ok := strings.Cut(strings.TrimSpace(v), " ")
 	if !ok || !strings.EqualFold(scheme, "basic") {
-		return credentials{}, fmt.Errorf("%w: only Basic credentials are accepted", errAuth)
+		return Credentials{}, fmt.Errorf("%w: only Basic credentials are accepted", errAuth)
 	}
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
 	if err != nil {
-		return credentials{}, fmt.Errorf("%w: decoding Basic credentials: %v", errAuth, err)
+		return Credentials{}, fmt.Errorf("%w: decoding Basic credentials: %v", errAuth, err)
 	}
 	user, pass, ok := strings.Cut(string(raw), ":")
 	if !ok {
-		return credentials{}, fmt.Errorf("%w: Basic credentials without a colon", errAuth)
+		return Credentials{}, fmt.Errorf("%w: Basic credentials without a colon", errAuth)
 	}
-	return credentials{user: user, pass: pass, ok: true}, nil
+	return Credentials{User: user, Pass: pass, Sent: true}, nil
 }
 
-// identify maps credentials to an identity, as DESIGN §4 describes: sent
+// Identify maps credentials to an identity (README, Attempts): sent
 // credentials must be valid (and the bound attempt's, when one is bound);
 // without credentials a client is the bound attempt, anonymous when that is
-// allowed, or refused.
-func (p *Proxy) identify(c credentials) (identity, error) {
+// allowed, or refused. Sources call it for every connection, so that a
+// bound attempt's expiry is checked on each.
+func (p *Proxy) Identify(c Credentials) (Identity, error) {
 	bound := p.cfg.BoundAttempt
-	if c.ok {
-		if bound != "" && c.user != bound {
-			return identity{}, fmt.Errorf("%w: credentials of another attempt than the bound one", errAuth)
+	if c.Sent {
+		if bound != "" && c.User != bound {
+			return Identity{}, fmt.Errorf("%w: credentials of another attempt than the bound one", errAuth)
 		}
-		a, err := p.cfg.Attempts.Authenticate(c.user, c.pass)
+		a, err := p.cfg.Attempts.Authenticate(c.User, c.Pass)
 		if err != nil {
-			return identity{}, fmt.Errorf("%w: %w", errAuth, err)
+			return Identity{}, fmt.Errorf("%w: %w", errAuth, err)
 		}
 		return identityOf(a), nil
 	}
 	if bound != "" {
 		a, ok := p.cfg.Attempts.Get(bound)
 		if !ok {
-			return identity{}, fmt.Errorf("%w: bound attempt %q is not registered", errAuth, bound)
+			return Identity{}, fmt.Errorf("%w: bound attempt %q is not registered", errAuth, bound)
 		}
 		if a.Expired(p.now()) {
-			return identity{}, fmt.Errorf("%w: bound attempt: %w", errAuth, attempt.ErrExpired)
+			return Identity{}, fmt.Errorf("%w: bound attempt: %w", errAuth, attempt.ErrExpired)
 		}
 		return identityOf(a), nil
 	}
 	if p.cfg.AllowAnonymous {
-		return identity{}, nil
+		return Identity{}, nil
 	}
-	return identity{}, fmt.Errorf("%w: credentials required", errAuth)
+	return Identity{}, fmt.Errorf("%w: credentials required", errAuth)
 }
 
-func identityOf(a attempt.Attempt) identity {
-	return identity{id: a.ID, attempt: &engine.Attempt{Labels: a.Labels, Allow: a.Allow, Deny: a.Deny}}
+func identityOf(a attempt.Attempt) Identity {
+	return Identity{ID: a.ID, Attempt: &engine.Attempt{Labels: a.Labels, Allow: a.Allow, Deny: a.Deny}}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"time"
 
@@ -38,6 +39,9 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
+// DialFunc connects to an upstream address ("tcp", "ip:port").
+type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
+
 // Defaults applied by New to zero Config fields.
 const (
 	DefaultHeaderTimeout  = 10 * time.Second
@@ -70,6 +74,10 @@ type Config struct {
 	Hosts map[string][]netip.Addr
 	// Resolver looks names up; nil means net.DefaultResolver.
 	Resolver Resolver
+	// Dial connects upstream. It is called only with addresses the SSRF
+	// guard checked; nil is a net.Dialer bounded by DialTimeout. A parent
+	// proxy plugs in here.
+	Dial DialFunc
 
 	// DecisionLogger logs the proxy's own denies; nil does not log.
 	DecisionLogger DecisionLogger

@@ -215,40 +215,6 @@ func TestConnectSNICheck(t *testing.T) {
 	}
 }
 
-func TestConnectTLSCheckFailsClosed(t *testing.T) {
-	port := tcpUpstream(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
-	cfg := testConfig()
-	cfg.TLSPeekTimeout = 200 * time.Millisecond
-	tests := []struct {
-		name string
-		send []byte
-	}{
-		{"truncated hello then silence", []byte{0x16, 0x03, 0x01, 0x00, 0x40, 0x01}},
-		{"not a ClientHello", []byte{0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00}},
-		{"bad record version", []byte{0x16, 0x09, 0x01, 0x00, 0x01, 0x01}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			d := allowHosts("allowed.test")
-			logged := &recordingLogger{}
-			cfg.DecisionLogger = logged
-			h := startProxy(t, cfg, d)
-			c, br, resp := connect(t, h.httpAddr, "allowed.test:"+port, "")
-			if resp.StatusCode != 200 {
-				t.Fatalf("CONNECT: %s", resp.Status)
-			}
-			_, _ = c.Write(tc.send)
-			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
-			if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
-				t.Fatalf("tunnel not cut: %v", err)
-			}
-			if got := logged.rules(); len(got) != 1 || got[0] != ruleTLSCheck {
-				t.Fatalf("logged %v", got)
-			}
-		})
-	}
-}
-
 func TestTunnelServerFirstAndHalfClose(t *testing.T) {
 	banner := tcpUpstream(t, func(c net.Conn) {
 		_, _ = io.WriteString(c, "220 hello\r\n")

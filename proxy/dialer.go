@@ -41,6 +41,7 @@ type guard struct {
 	hosts       map[string][]netip.Addr
 	allow       []netip.Prefix
 	dialTimeout time.Duration
+	dialer      DialFunc // used only with checked addresses
 
 	mu  sync.RWMutex
 	own []netip.AddrPort // the proxy's listening addresses
@@ -96,12 +97,9 @@ func isLocalAddr(a netip.Addr) bool {
 	return false
 }
 
-// resolve returns the addresses of host: the literal, the pin, or one DNS
+// resolve returns the addresses of the name host: the pin, or one DNS
 // lookup.
 func (g *guard) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
-	if a, err := netip.ParseAddr(host); err == nil {
-		return []netip.Addr{a.Unmap()}, nil
-	}
 	if pinned, ok := g.hosts[host]; ok {
 		return slices.Clone(pinned), nil
 	}
@@ -156,21 +154,30 @@ func (g *guard) classOf(ap netip.AddrPort) string {
 	return classify(ap.Addr())
 }
 
-// plan resolves host and checks its addresses.
-func (g *guard) plan(ctx context.Context, host string, port int) ([]netip.AddrPort, error) {
-	addrs, err := g.resolve(ctx, host)
+// plan returns the addresses to dial for d: an address the client named
+// is checked as it is (never looked up); a name is resolved once (pin or
+// DNS) and every address checked.
+func (g *guard) plan(ctx context.Context, d Dest) ([]netip.AddrPort, error) {
+	if d.IsIP {
+		a, err := netip.ParseAddr(d.Host)
+		if err != nil {
+			return nil, &ssrfError{class: classUnspecified}
+		}
+		return g.check([]netip.Addr{a.Unmap()}, d.Port)
+	}
+	addrs, err := g.resolve(ctx, d.Host)
 	if err != nil {
 		return nil, err
 	}
-	return g.check(addrs, port)
+	return g.check(addrs, d.Port)
 }
 
-// dial connects to the first of addrs that answers; each was checked.
+// dial connects to the first of addrs that answers; each was checked. It
+// is the one place the proxy connects upstream.
 func (g *guard) dial(ctx context.Context, addrs []netip.AddrPort) (net.Conn, error) {
-	d := net.Dialer{Timeout: g.dialTimeout}
 	var last error
 	for _, ap := range addrs {
-		c, err := d.DialContext(ctx, "tcp", ap.String())
+		c, err := g.dialer(ctx, "tcp", ap.String())
 		if err == nil {
 			return c, nil
 		}

@@ -40,7 +40,7 @@ func TestParseTarget(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := parseTarget(tc.in, tc.defaultPort)
+			got, err := parseDest(tc.in, tc.defaultPort)
 			if (err == nil) != tc.ok {
 				t.Fatalf("err %v, want ok=%v", err, tc.ok)
 			}
@@ -50,8 +50,8 @@ func TestParseTarget(t *testing.T) {
 				}
 				return
 			}
-			if got.String() != tc.want || got.isIP != tc.isIP {
-				t.Fatalf("got %s ip=%v, want %s ip=%v", got, got.isIP, tc.want, tc.isIP)
+			if got.String() != tc.want || got.IsIP != tc.isIP {
+				t.Fatalf("got %s ip=%v, want %s ip=%v", got, got.IsIP, tc.want, tc.isIP)
 			}
 		})
 	}
@@ -63,20 +63,20 @@ func FuzzParseTarget(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, err := parseTarget(s, 0)
+		got, err := parseDest(s, 0)
 		if err != nil {
 			return
 		}
-		if got.port < 1 || got.port > 65535 || got.host == "" {
+		if got.Port < 1 || got.Port > 65535 || got.Host == "" {
 			t.Fatalf("%q parsed to %+v", s, got)
 		}
 		// The normal form is stable: parsing it again gives the same target.
-		again, err := parseTarget(got.String(), 0)
+		again, err := parseDest(got.String(), 0)
 		if err != nil || again != got {
 			t.Fatalf("%q → %s → %+v, %v", s, got, again, err)
 		}
-		if h, isIP, err := engine.NormalizeHost(got.host); err != nil || h != got.host || isIP != got.isIP {
-			t.Fatalf("host %q not normalised", got.host)
+		if h, isIP, err := engine.NormalizeHost(got.Host); err != nil || h != got.Host || isIP != got.IsIP {
+			t.Fatalf("host %q not normalised", got.Host)
 		}
 	})
 }
@@ -113,7 +113,7 @@ func FuzzSOCKS5Handshake(f *testing.F) {
 		if req.cmd != cmdConnect || req.host == "" || req.port < 0 || req.port > 65535 {
 			t.Fatalf("accepted %+v", req)
 		}
-		if tg, err := newTarget(req.host, req.port); err == nil && (tg.port == 0 || tg.host == "") {
+		if tg, err := NewDest(req.host, req.port); err == nil && (tg.Port == 0 || tg.Host == "") {
 			t.Fatalf("target %+v", tg)
 		}
 	})

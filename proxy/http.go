@@ -72,10 +72,11 @@ func (p *Proxy) recoverHTTP(w http.ResponseWriter, r *http.Request) {
 	writeHTTPError(w, http.StatusInternalServerError, "internal proxy error", true)
 }
 
-// servePlain decides one absolute-form request and hands the allowed ones
-// to goproxy.
+// servePlain is the plain-request source of the HTTP listener: it parses
+// the absolute-form target and the credentials, then hands the request to
+// the per-request path.
 func (p *Proxy) servePlain(w http.ResponseWriter, r *http.Request, head headInfo) {
-	t, err := plainTarget(r, head)
+	dest, err := plainTarget(r, head)
 	if err != nil {
 		writeHTTPError(w, http.StatusBadRequest, err.Error(), true)
 		return
@@ -85,70 +86,76 @@ func (p *Proxy) servePlain(w http.ResponseWriter, r *http.Request, head headInfo
 		writeAuthRequired(w, err)
 		return
 	}
-	f := p.newFlow(t, engine.SchemeHTTP, r.Method, who, r.RemoteAddr, ListenerHTTP)
-	f.in.Path = r.URL.Path
-	if !f.decide(r.Context()) {
-		writeDenied(w, f)
-		f.finish(nil)
-		return
-	}
-	addrs, err := f.plan(r.Context())
-	if err != nil {
-		code, msg := upstreamStatus(f, err)
-		if code == http.StatusForbidden {
-			writeDenied(w, f)
-		} else {
-			writeHTTPError(w, code, msg, false)
-		}
-		f.finish(err)
-		return
-	}
-	ctx := context.WithValue(r.Context(), planKey{}, &upstreamPlan{f: f, addrs: addrs})
-	p.gp.ServeHTTP(w, r.WithContext(ctx))
+	p.serveRequest(w, r, dest, who, ListenerHTTP)
 }
 
-func (p *Proxy) identifyHTTP(r *http.Request) (identity, error) {
+// serveRequest is the per-request path of every plain HTTP request:
+// decide → plan → forward (goproxy, pooled upstream connections, dialed
+// only to checked addresses) → one Outcome.
+func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, dest Dest, who Identity, listener string) {
+	f := p.newFlow(dest, engine.SchemeHTTP, r.Method, who, r.RemoteAddr, listener)
+	f.in.Path = r.URL.Path
+	f.drive(func(f *flow) error {
+		if !f.decide(r.Context()) {
+			answerHTTP(f.refusal(nil)).write(w)
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), p.cfg.DialTimeout)
+		addrs, err := p.plan(ctx, f)
+		cancel()
+		if err != nil {
+			answerHTTP(f.refusal(err)).write(w)
+			return err
+		}
+		fw := &forwarding{f: f, addrs: addrs}
+		p.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw)))
+		return fw.err
+	})
+}
+
+func (p *Proxy) identifyHTTP(r *http.Request) (Identity, error) {
 	creds, err := parseProxyAuthorization(r.Header.Get("Proxy-Authorization"))
 	if err != nil {
-		return identity{}, err
+		return Identity{}, err
 	}
-	return p.identify(creds)
+	return p.Identify(creds)
 }
 
 // plainTarget is the destination of an absolute-form request; the Host
 // header, when sent, must name the same destination.
-func plainTarget(r *http.Request, head headInfo) (target, error) {
+func plainTarget(r *http.Request, head headInfo) (Dest, error) {
 	switch {
 	case !r.URL.IsAbs() || r.URL.Host == "":
-		return target{}, errors.New("not a proxy request: the request target must be an absolute http:// URL")
+		return Dest{}, errors.New("not a proxy request: the request target must be an absolute http:// URL")
 	case r.URL.Scheme != "http":
-		return target{}, fmt.Errorf("scheme %q cannot be proxied as a plain request (use CONNECT)", r.URL.Scheme)
+		return Dest{}, fmt.Errorf("scheme %q cannot be proxied as a plain request (use CONNECT)", r.URL.Scheme)
 	case r.URL.User != nil:
-		return target{}, errors.New("the request URL must not contain user information")
+		return Dest{}, errors.New("the request URL must not contain user information")
 	case len(head.hosts) > 1:
-		return target{}, errors.New("more than one Host header")
+		return Dest{}, errors.New("more than one Host header")
 	}
-	t, err := parseTarget(r.URL.Host, 80)
+	t, err := parseDest(r.URL.Host, 80)
 	if err != nil {
-		return target{}, err
+		return Dest{}, err
 	}
 	for _, h := range head.hosts {
-		ht, err := parseTarget(h, 80)
-		if err != nil || ht.host != t.host || ht.port != t.port {
-			return target{}, fmt.Errorf("host header %q does not match the request URL", h)
+		ht, err := parseDest(h, 80)
+		if err != nil || ht.Host != t.Host || ht.Port != t.Port {
+			return Dest{}, fmt.Errorf("host header %q does not match the request URL", h)
 		}
 	}
 	return t, nil
 }
 
-// upstreamPlan carries the checked addresses of a plain request to the
-// transport's dialer.
-type upstreamPlan struct {
+// forwarding carries a plain request's flow and checked addresses to the
+// transport's dialer, and the forwarding error back.
+type forwarding struct {
 	f     *flow
 	addrs []netip.AddrPort
+	err   error
 }
 
-type planKey struct{}
+type forwardKey struct{}
 
 func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 	gp := goproxy.NewProxyHttpServer()
@@ -188,56 +195,48 @@ func (p *Proxy) newTransport() *http.Transport {
 }
 
 // dialPlanned dials the addresses the guard checked for this request; a
-// dial without a plan is refused (fail closed).
+// dial without them is refused (fail closed). Pooled connections are
+// reused only within a host:port, whose addresses the guard checked.
 func (p *Proxy) dialPlanned(ctx context.Context, _, _ string) (net.Conn, error) {
-	plan, ok := ctx.Value(planKey{}).(*upstreamPlan)
+	fw, ok := ctx.Value(forwardKey{}).(*forwarding)
 	if !ok {
 		return nil, errors.New("dialing upstream: no checked destination")
 	}
-	return plan.f.dial(ctx, plan.addrs)
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+	defer cancel()
+	return p.dial(ctx, fw.f, fw.addrs)
 }
 
 // roundTrip forwards an allowed request; failures become 502/504 answers.
 func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
-	plan, ok := r.Context().Value(planKey{}).(*upstreamPlan)
+	fw, ok := r.Context().Value(forwardKey{}).(*forwarding)
 	if !ok {
 		return nil, errors.New("forwarding request: no checked destination")
 	}
-	f := plan.f
+	f := fw.f
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingBody{ReadCloser: r.Body, n: &f.up}
 	}
-	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { f.setUpstream(i.Conn.RemoteAddr()) }}
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { f.setUpstream(i.Conn.RemoteAddr().String()) }}
 	resp, err := p.transport.RoundTrip(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
 	if err != nil {
-		f.finish(err)
-		code, msg := upstreamStatus(f, err)
-		return errorResponse(r, code, msg), nil
+		fw.err = err
+		return answerHTTP(f.refusal(err)).response(r), nil
 	}
-	resp.Body = &countingBody{ReadCloser: resp.Body, n: &f.down, onClose: func() { f.finish(nil) }}
+	resp.Body = &countingBody{ReadCloser: resp.Body, n: &f.down}
 	return resp, nil
 }
 
-// countingBody counts what passes and reports Close once.
+// countingBody counts what passes.
 type countingBody struct {
 	io.ReadCloser
-	n       *atomic.Int64
-	onClose func()
-	closed  atomic.Bool
+	n *atomic.Int64
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n.Add(int64(n))
 	return n, err
-}
-
-func (b *countingBody) Close() error {
-	err := b.ReadCloser.Close()
-	if b.onClose != nil && b.closed.CompareAndSwap(false, true) {
-		b.onClose()
-	}
-	return err
 }
 
 // hopHeaders are never forwarded (RFC 9110 §7.6.1), nor are the headers a

@@ -9,31 +9,6 @@ import (
 	"time"
 )
 
-func TestMaxTunnels(t *testing.T) {
-	port := tcpUpstream(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
-	cfg := testConfig()
-	cfg.MaxTunnels = 1
-	h := startProxy(t, cfg, allowHosts("allowed.test"))
-	c, br, resp := connect(t, h.httpAddr, "allowed.test:"+port, "")
-	if resp.StatusCode != 200 {
-		t.Fatal(resp.Status)
-	}
-	if n := h.p.ActiveTunnels(); n != 1 {
-		t.Fatalf("ActiveTunnels = %d", n)
-	}
-	_, _, resp2 := connect(t, h.httpAddr, "allowed.test:"+port, "")
-	if resp2.StatusCode != 503 {
-		t.Fatalf("second tunnel: %s", resp2.Status)
-	}
-	_ = c.Close()
-	_ = br
-	waitFor(t, func() bool { return h.p.ActiveTunnels() == 0 })
-	_, _, resp3 := connect(t, h.httpAddr, "allowed.test:"+port, "")
-	if resp3.StatusCode != 200 {
-		t.Fatalf("after close: %s", resp3.Status)
-	}
-}
-
 func TestShutdown(t *testing.T) {
 	port := tcpUpstream(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
 	t.Run("drains a tunnel that ends in time", func(t *testing.T) {

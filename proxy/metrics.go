@@ -14,6 +14,7 @@ type metrics struct {
 	bytes      *prometheus.CounterVec
 	dialErrors *prometheus.CounterVec
 	ssrf       *prometheus.CounterVec
+	ownDenies  *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -34,6 +35,10 @@ func newMetrics() *metrics {
 			Name: "regate_ssrf_blocks_total",
 			Help: "Allowed connections refused by the SSRF guard, by address class.",
 		}, []string{"class"}),
+		ownDenies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "regate_proxy_denies_total",
+			Help: "Connections the proxy denied itself after the policy allowed them (SSRF guard, TLS check, tunnel limit), by rule.",
+		}, []string{"rule"}),
 	}
 }
 
@@ -43,7 +48,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 		return nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.active, m.bytes, m.dialErrors, m.ssrf} {
+	for _, c := range []prometheus.Collector{m.active, m.bytes, m.dialErrors, m.ssrf, m.ownDenies} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,12 +38,12 @@ type Proxy struct {
 	baseCtx context.Context // canceled when Shutdown gives up draining
 	cancel  context.CancelFunc
 
-	mu        sync.Mutex
-	closing   bool
-	servers   map[*http.Server]struct{}
-	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{}
-	connWG    sync.WaitGroup
+	mu      sync.Mutex
+	closing bool
+	servers map[*http.Server]struct{}
+	sources map[io.Closer]struct{} // listeners and other sources, closed by Shutdown
+	conns   map[net.Conn]int       // tracked connections, by times tracked
+	connWG  sync.WaitGroup
 }
 
 // New validates cfg and builds a Proxy deciding with d. It opens nothing;
@@ -58,6 +59,9 @@ func New(cfg Config, d Decider) (*Proxy, error) {
 	if cfg.Resolver != nil {
 		resolver = cfg.Resolver
 	}
+	if cfg.Dial == nil {
+		cfg.Dial = (&net.Dialer{Timeout: cfg.DialTimeout}).DialContext
+	}
 	p := &Proxy{
 		cfg:     cfg,
 		decider: d,
@@ -67,12 +71,13 @@ func New(cfg Config, d Decider) (*Proxy, error) {
 			hosts:       cfg.Hosts,
 			allow:       cfg.AllowCIDRs,
 			dialTimeout: cfg.DialTimeout,
+			dialer:      cfg.Dial,
 		},
-		m:         newMetrics(),
-		now:       time.Now,
-		servers:   make(map[*http.Server]struct{}),
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[net.Conn]struct{}),
+		m:       newMetrics(),
+		now:     time.Now,
+		servers: make(map[*http.Server]struct{}),
+		sources: make(map[io.Closer]struct{}),
+		conns:   make(map[net.Conn]int),
 	}
 	if err := p.m.register(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("creating proxy: %w", err)
@@ -105,12 +110,30 @@ func (p *Proxy) addListener(ln net.Listener, srv *http.Server) bool {
 	if p.closing {
 		return false
 	}
-	p.listeners[ln] = struct{}{}
+	p.sources[ln] = struct{}{}
 	if srv != nil {
 		p.servers[srv] = struct{}{}
 	}
 	p.guard.addOwn(ln.Addr())
 	return true
+}
+
+// AddSource registers a source that is not a net.Listener (one that feeds
+// Handle itself): Shutdown closes it first, so that it stops handing new
+// connections over, then drains what it handed. remove unregisters it; it
+// fails with ErrClosed once Shutdown has begun.
+func (p *Proxy) AddSource(src io.Closer) (remove func(), err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return nil, ErrClosed
+	}
+	p.sources[src] = struct{}{}
+	return func() {
+		p.mu.Lock()
+		delete(p.sources, src)
+		p.mu.Unlock()
+	}, nil
 }
 
 func (p *Proxy) isClosing() bool {
@@ -120,20 +143,24 @@ func (p *Proxy) isClosing() bool {
 }
 
 // track registers a connection Shutdown must drain; release must be called
-// when it is done. It fails once Shutdown has begun.
+// when it is done. A source may track a connection for its handshake and
+// the pipeline again for its tunnel: it stays tracked until both released.
+// It fails once Shutdown has begun.
 func (p *Proxy) track(c net.Conn) (release func(), ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closing {
 		return nil, false
 	}
-	p.conns[c] = struct{}{}
+	p.conns[c]++
 	p.connWG.Add(1)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			p.mu.Lock()
-			delete(p.conns, c)
+			if p.conns[c]--; p.conns[c] <= 0 {
+				delete(p.conns, c)
+			}
 			p.mu.Unlock()
 			p.connWG.Done()
 		})
@@ -149,8 +176,8 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	for srv := range p.servers {
 		servers = append(servers, srv)
 	}
-	for ln := range p.listeners {
-		_ = ln.Close()
+	for src := range p.sources {
+		_ = src.Close()
 	}
 	p.mu.Unlock()
 

@@ -110,7 +110,6 @@ func TestHandlerPanicIsDenied(t *testing.T) {
 }
 
 func TestAnswerMapping(t *testing.T) {
-	f := &flow{in: engine.Input{Host: "h.test", Port: 1}}
 	tests := []struct {
 		name  string
 		err   error
@@ -122,13 +121,18 @@ func TestAnswerMapping(t *testing.T) {
 		{"refused", &dialError{class: dialRefused, err: errors.New("refused")}, 502, replyConnectionRefused},
 		{"dns", &dialError{class: dialDNS, err: errors.New("nxdomain")}, 502, replyHostUnreachable},
 		{"other", errors.New("x"), 502, replyGeneralFailure},
+		{"other dial failure", &dialError{class: dialOther, err: errors.New("unreachable")}, 502, replyHostUnreachable},
+		{"policy deny", nil, 403, replyNotAllowed},
+		{"tunnel limit", errTooManyTunnels, 503, replyGeneralFailure},
+		{"shutting down", ErrClosed, 503, replyGeneralFailure},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if code, _ := upstreamStatus(f, tc.err); code != tc.code {
+			class := refusalClass(tc.err)
+			if code := httpStatus[class]; code != tc.code {
 				t.Fatalf("HTTP %d, want %d", code, tc.code)
 			}
-			if r := socksReplyFor(tc.err); r != tc.reply {
+			if r := socksReply[class]; r != tc.reply {
 				t.Fatalf("SOCKS5 %#x, want %#x", r, tc.reply)
 			}
 		})

@@ -101,19 +101,15 @@ func (p *Proxy) checkSNI(f *flow, sni string) error {
 	ctx, cancel := context.WithTimeout(p.baseCtx, p.cfg.DialTimeout)
 	defer cancel()
 	if d := p.decide(ctx, in); !d.Allow {
-		f.dec = d
+		f.setDecision(d)
 		return fmt.Errorf("%w: server name %q: %s", errTLSCheck, host, d.Reason)
 	}
 	return nil
 }
 
-// tlsDeny cuts a tunnel whose ClientHello cannot be checked; the deny is
-// logged like the SSRF guard's.
+// tlsDeny cuts a tunnel whose ClientHello cannot be checked: the proxy's
+// own deny.
 func (p *Proxy) tlsDeny(f *flow, reason string) error {
-	d := engine.Decision{Reason: reason, Rule: ruleTLSCheck}
-	if p.cfg.DecisionLogger != nil {
-		d.ID = p.cfg.DecisionLogger.LogDecision(f.in, d)
-	}
-	f.dec = d
+	f.ownDeny(ruleTLSCheck, reason)
 	return fmt.Errorf("%w: %s", errTLSCheck, reason)
 }

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -74,17 +73,17 @@ func (p *Proxy) serveSOCKSConn(c *clientConn) {
 
 // socksHandshake negotiates the method, authenticates and reads the
 // request.
-func (p *Proxy) socksHandshake(c net.Conn, br *bufio.Reader) (identity, socksRequest, error) {
+func (p *Proxy) socksHandshake(c net.Conn, br *bufio.Reader) (Identity, socksRequest, error) {
 	methods, err := readGreeting(br)
 	if errors.Is(err, errSOCKS4) {
 		_, _ = c.Write([]byte{0x00, 0x5b, 0, 0, 0, 0, 0, 0}) // SOCKS4 "request rejected"
 	}
 	if err != nil {
-		return identity{}, socksRequest{}, err
+		return Identity{}, socksRequest{}, err
 	}
 	who, err := p.socksAuth(c, br, methods)
 	if err != nil {
-		return identity{}, socksRequest{}, err
+		return Identity{}, socksRequest{}, err
 	}
 	req, err := readRequest(br)
 	return who, req, err
@@ -93,16 +92,16 @@ func (p *Proxy) socksHandshake(c net.Conn, br *bufio.Reader) (identity, socksReq
 // socksAuth selects user/password whenever offered (so that credentials
 // are checked, never skipped), else no-auth when the proxy accepts clients
 // without credentials.
-func (p *Proxy) socksAuth(c net.Conn, br *bufio.Reader, methods []byte) (identity, error) {
+func (p *Proxy) socksAuth(c net.Conn, br *bufio.Reader, methods []byte) (Identity, error) {
 	if bytes.IndexByte(methods, methodUserPass) >= 0 {
 		if _, err := c.Write([]byte{socksVersion, methodUserPass}); err != nil {
-			return identity{}, fmt.Errorf("answering greeting: %w", err)
+			return Identity{}, fmt.Errorf("answering greeting: %w", err)
 		}
 		user, pass, err := readUserPass(br)
 		if err != nil {
-			return identity{}, err
+			return Identity{}, err
 		}
-		who, err := p.identify(credentials{user: user, pass: pass, ok: true})
+		who, err := p.Identify(Credentials{User: user, Pass: pass, Sent: true})
 		status := byte(0)
 		if err != nil {
 			status = 1
@@ -112,82 +111,58 @@ func (p *Proxy) socksAuth(c net.Conn, br *bufio.Reader, methods []byte) (identit
 		}
 		return who, err
 	}
-	who, err := p.identify(credentials{})
+	who, err := p.Identify(Credentials{})
 	if err != nil || bytes.IndexByte(methods, methodNoAuth) < 0 {
 		_, _ = c.Write([]byte{socksVersion, methodNoAcceptable})
-		return identity{}, fmt.Errorf("%w: no acceptable SOCKS5 method", errAuth)
+		return Identity{}, fmt.Errorf("%w: no acceptable SOCKS5 method", errAuth)
 	}
 	if _, err := c.Write([]byte{socksVersion, methodNoAuth}); err != nil {
-		return identity{}, fmt.Errorf("answering greeting: %w", err)
+		return Identity{}, fmt.Errorf("answering greeting: %w", err)
 	}
 	return who, nil
 }
 
-// socksConnect decides, dials and tunnels one SOCKS5 CONNECT.
-func (p *Proxy) socksConnect(c *clientConn, pre []byte, who identity, req socksRequest) {
-	t, err := newTarget(req.host, req.port)
+// socksConnect hands one SOCKS5 CONNECT to the pipeline.
+func (p *Proxy) socksConnect(c *clientConn, pre []byte, who Identity, req socksRequest) {
+	dest, err := NewDest(req.host, req.port)
 	if err != nil {
 		_ = writeReply(c, replyGeneralFailure, nil)
 		_ = c.Close()
 		return
 	}
-	f := p.newFlow(t, engine.SchemeSOCKS5, engine.MethodConnect, who, c.RemoteAddr().String(), ListenerSOCKS5)
-	ctx, cancel := context.WithTimeout(p.baseCtx, p.cfg.DialTimeout+p.cfg.HeaderTimeout)
-	defer cancel()
-	code, up, err := p.socksDial(ctx, f)
-	if code != replySucceeded {
-		_ = writeReply(c, code, nil)
-		_ = c.Close()
-		f.finish(err)
-		return
-	}
-	defer p.releaseTunnel()
-	if err := writeReply(c, replySucceeded, up.LocalAddr()); err != nil {
-		_ = up.Close()
-		_ = c.Close()
-		f.finish(fmt.Errorf("answering SOCKS5 request: %w", err))
-		return
-	}
-	p.tunnel(f, c, pre, up)
+	p.Handle(p.baseCtx, Conn{
+		Client: c, Dest: dest, Who: who, Listener: ListenerSOCKS5, Scheme: engine.SchemeSOCKS5,
+		Answer: &socksAnswer{c: c, pre: pre},
+	})
 }
 
-// socksDial decides and dials; on success it holds a tunnel slot.
-func (p *Proxy) socksDial(ctx context.Context, f *flow) (byte, net.Conn, error) {
-	if !f.decide(ctx) {
-		return replyNotAllowed, nil, nil
-	}
-	if !p.acquireTunnel() {
-		return replyGeneralFailure, nil, errTooManyTunnels
-	}
-	held := false
-	defer func() {
-		if !held {
-			p.releaseTunnel() // also when dialing panics
-		}
-	}()
-	up, err := p.dialFlow(ctx, f)
-	if err != nil {
-		return socksReplyFor(err), nil, err
-	}
-	held = true
-	return replySucceeded, up, nil
+// socksReply answers each refusal class on the SOCKS5 listener (RFC 1928
+// §6).
+var socksReply = map[Class]byte{
+	ClassDenied:      replyNotAllowed,
+	ClassLimit:       replyGeneralFailure,
+	ClassClosing:     replyGeneralFailure,
+	ClassTimeout:     replyTTLExpired,
+	ClassRefused:     replyConnectionRefused,
+	ClassDNS:         replyHostUnreachable,
+	ClassUnreachable: replyHostUnreachable,
+	ClassInternal:    replyGeneralFailure,
 }
 
-// socksReplyFor maps a guard or dial failure to a reply code.
-func socksReplyFor(err error) byte {
-	var se *ssrfError
-	var de *dialError
-	switch {
-	case errors.As(err, &se):
-		return replyNotAllowed
-	case !errors.As(err, &de):
-		return replyGeneralFailure
-	case de.class == dialRefused:
-		return replyConnectionRefused
-	case de.class == dialTimeout:
-		return replyTTLExpired
-	case de.class == dialDNS:
-		return replyHostUnreachable
+// socksAnswer answers with reply codes.
+type socksAnswer struct {
+	c   *clientConn
+	pre []byte // client bytes read past the request
+}
+
+func (a *socksAnswer) Refuse(r Refusal) error {
+	defer a.c.Close()
+	return writeReply(a.c, socksReply[r.Class], nil)
+}
+
+func (a *socksAnswer) Established(up net.Conn) (net.Conn, []byte, error) {
+	if err := writeReply(a.c, replySucceeded, up.LocalAddr()); err != nil {
+		return a.c, nil, fmt.Errorf("answering SOCKS5 request: %w", err)
 	}
-	return replyHostUnreachable
+	return a.c, a.pre, nil
 }

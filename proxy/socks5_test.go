@@ -3,14 +3,11 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
-	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -187,56 +184,5 @@ func TestSOCKS5Refusals(t *testing.T) {
 	}
 	if hosts := d.hosts(); len(hosts) != 1 || hosts[0] != "denied.test" {
 		t.Fatalf("decided %v, want only denied.test", hosts)
-	}
-}
-
-func TestSOCKS5UpstreamFailures(t *testing.T) {
-	closed := listen(t)
-	closedPort, _ := strconv.Atoi(portOf(t, closed.Addr().String()))
-	closed.Close()
-	cfg := testConfig()
-	cfg.Resolver = failingResolver{}
-	cfg.Hosts["loop.test"] = cfg.Hosts["allowed.test"]
-	h := startProxy(t, cfg, allowHosts("allowed.test", "nxdomain.test"))
-	tests := []struct {
-		name, host string
-		port       int
-		want       byte
-	}{
-		{"refused", "allowed.test", closedPort, replyConnectionRefused},
-		{"DNS failure", "nxdomain.test", 443, replyHostUnreachable},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			req := append([]byte{5, 1, 0, 3, byte(len(tc.host))}, tc.host...)
-			req = append(req, byte(tc.port>>8), byte(tc.port))
-			got := socksRaw(t, h.socksAddr, []byte{5, 1, 0}, req)
-			if len(got) < 4 || got[3] != tc.want {
-				t.Fatalf("got % x, want reply %#x", got, tc.want)
-			}
-		})
-	}
-}
-
-func TestSOCKS5SNIFronting(t *testing.T) {
-	up := httptest.NewTLSServer(http.HandlerFunc(echoHandler))
-	t.Cleanup(up.Close)
-	d := allowHosts("allowed.test")
-	h := startProxy(t, testConfig(), d)
-	c, err := socksDialer(t, h.socksAddr, nil).DialContext(context.Background(), "tcp", "allowed.test:"+portOf(t, up.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	tc := tls.Client(c, &tls.Config{ServerName: "denied.test", InsecureSkipVerify: true})
-	_ = tc.SetDeadline(time.Now().Add(3 * time.Second))
-	if err := tc.Handshake(); err == nil {
-		t.Fatal("handshake with a denied SNI succeeded")
-	}
-	if hosts := d.hosts(); strings.Join(hosts, ",") != "allowed.test,denied.test" {
-		t.Fatalf("decided %v", hosts)
-	}
-	if o := h.out.wait(t, 1)[0]; o.Allowed || !errors.Is(o.Err, errTLSCheck) || o.Listener != "socks5" {
-		t.Fatalf("outcome %+v", o)
 	}
 }

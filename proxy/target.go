@@ -14,42 +14,43 @@ import (
 // 0x01).
 var errBadTarget = errors.New("invalid destination")
 
-// target is a destination as the policy sees it.
-type target struct {
-	host string // normalised
-	port int
-	isIP bool
+// Dest is a destination as the client named it and the policy sees it:
+// build it with NewDest or parseDest, which normalise the host.
+type Dest struct {
+	Host string // normalised (engine.NormalizeHost)
+	Port int
+	IsIP bool // the client named an address, not a name
 }
 
-func (t target) String() string { return net.JoinHostPort(t.host, strconv.Itoa(t.port)) }
+func (t Dest) String() string { return net.JoinHostPort(t.Host, strconv.Itoa(t.Port)) }
 
-// parseTarget parses "host:port", "[v6]:port", and, when defaultPort is
+// parseDest parses "host:port", "[v6]:port", and, when defaultPort is
 // non-zero, a bare "host" or "[v6]". The host is normalised with
 // engine.NormalizeHost.
-func parseTarget(s string, defaultPort int) (target, error) {
+func parseDest(s string, defaultPort int) (Dest, error) {
 	host, portStr, err := splitHostPort(s)
 	if err != nil {
-		return target{}, fmt.Errorf("%w %q: %v", errBadTarget, s, err)
+		return Dest{}, fmt.Errorf("%w %q: %v", errBadTarget, s, err)
 	}
 	port := defaultPort
 	if portStr != "" || defaultPort == 0 {
 		if port, err = parsePort(portStr); err != nil {
-			return target{}, fmt.Errorf("%w %q: %v", errBadTarget, s, err)
+			return Dest{}, fmt.Errorf("%w %q: %v", errBadTarget, s, err)
 		}
 	}
-	return newTarget(host, port)
+	return NewDest(host, port)
 }
 
-// newTarget normalises host for a parsed port.
-func newTarget(host string, port int) (target, error) {
+// NewDest normalises host (a name or an address literal) for port.
+func NewDest(host string, port int) (Dest, error) {
 	if port < 1 || port > 65535 {
-		return target{}, fmt.Errorf("%w: port %d out of range", errBadTarget, port)
+		return Dest{}, fmt.Errorf("%w: port %d out of range", errBadTarget, port)
 	}
 	norm, isIP, err := engine.NormalizeHost(host)
 	if err != nil {
-		return target{}, fmt.Errorf("%w: %w", errBadTarget, err)
+		return Dest{}, fmt.Errorf("%w: %w", errBadTarget, err)
 	}
-	return target{host: norm, port: port, isIP: isIP}, nil
+	return Dest{Host: norm, Port: port, IsIP: isIP}, nil
 }
 
 // splitHostPort splits off an optional port; IPv6 literals must be

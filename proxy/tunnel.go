@@ -20,17 +20,11 @@ const copyChunk = 256 << 10
 // tunnel relays client ↔ upstream for an allowed flow. Upstream bytes flow
 // at once (server-first protocols are not delayed); the client's first
 // bytes are inspected for a TLS ClientHello before they are forwarded. It
-// closes both connections and records the outcome. The caller tracks client
-// for Shutdown.
-func (p *Proxy) tunnel(f *flow, client net.Conn, pre []byte, up net.Conn) {
+// closes both connections and returns why the tunnel ended (nil when both
+// sides closed cleanly). The caller tracks client for Shutdown.
+func (p *Proxy) tunnel(f *flow, client net.Conn, pre []byte, up net.Conn) error {
 	defer client.Close()
 	defer up.Close()
-	defer func() {
-		if rec := recover(); rec != nil {
-			p.log.Error("tunnel panicked; connection closed", "panic", rec, "host", f.in.Host)
-			f.finish(fmt.Errorf("tunnel panicked: %v", rec))
-		}
-	}()
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
 	rawClient, rawUp := rawConn(client), rawConn(up)
@@ -49,7 +43,7 @@ func (p *Proxy) tunnel(f *flow, client net.Conn, pre []byte, up net.Conn) {
 		_ = up.Close()
 	}
 	wg.Wait()
-	f.finish(errors.Join(upErr, downErr))
+	return errors.Join(upErr, downErr)
 }
 
 // relayUp inspects the client's first bytes, then copies client → upstream.

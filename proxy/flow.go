@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -24,40 +22,65 @@ const (
 const (
 	ruleDeciderError = "proxy:decider-error"
 	ruleTLSCheck     = "proxy:tls-check"
+	ruleTunnelLimit  = "proxy:tunnel-limit"
 )
+
+// errPanicked is a flow's outcome error when one of its stages panicked;
+// the panic itself goes on to the source's recovery.
+var errPanicked = errors.New("connection handler panicked")
 
 // flow is one decided connection (one plain HTTP request, or one tunnel)
 // from its decision to its single Outcome.
 type flow struct {
-	p     *Proxy
-	in    engine.Input
-	dec   engine.Decision
-	start time.Time
+	p      *Proxy
+	in     engine.Input
+	dec    engine.Decision // written only through setDecision
+	denied bool            // dec is a deny: final
+	start  time.Time
 
 	up, down atomic.Int64
 	upstream atomic.Pointer[string]
 	done     atomic.Bool
 }
 
-// newFlow builds the decision input of DESIGN §3.
-func (p *Proxy) newFlow(t target, scheme, method string, who identity, client, listener string) *flow {
+// newFlow builds the decision input (the README's Policy input table).
+func (p *Proxy) newFlow(t Dest, scheme, method string, who Identity, client, listener string) *flow {
 	in := engine.Input{
-		Host:      t.host,
-		Port:      t.port,
+		Host:      t.Host,
+		Port:      t.Port,
 		Scheme:    scheme,
 		Method:    method,
-		AttemptID: who.id,
-		Attempt:   who.attempt,
-		HostIsIP:  t.isIP,
+		AttemptID: who.ID,
+		Attempt:   who.Attempt,
+		HostIsIP:  t.IsIP,
 		Client:    &engine.Client{Addr: client, Listener: listener},
 	}
 	return &flow{p: p, in: in, start: time.Now()}
 }
 
+// drive runs a flow's stages and records its one Outcome with the error
+// they return. This is the only place a flow is finished. A panic in a
+// stage is recorded as errPanicked, then goes on to the source's recovery.
+func (f *flow) drive(stages func(*flow) error) {
+	err := errPanicked
+	defer func() { f.finish(err) }()
+	err = stages(f)
+}
+
+// setDecision records what decides the flow: a deny replaces an allow
+// (the SSRF guard, the TLS check, a limit after the policy allowed), and
+// nothing replaces a deny.
+func (f *flow) setDecision(d engine.Decision) {
+	if f.denied {
+		return
+	}
+	f.dec, f.denied = d, !d.Allow
+}
+
 // decide asks the Decider about f.in. A panic, an error or a zero
 // Decision denies.
 func (f *flow) decide(ctx context.Context) bool {
-	f.dec = f.p.decide(ctx, f.in)
+	f.setDecision(f.p.decide(ctx, f.in))
 	return f.dec.Allow
 }
 
@@ -70,11 +93,7 @@ func (p *Proxy) decide(ctx context.Context, in engine.Input) (d engine.Decision)
 	}()
 	d, err := p.decider.Decide(ctx, in)
 	if err != nil {
-		return engine.Decision{
-			Reason: fmt.Sprintf("policy evaluation failed: %v", err),
-			Rule:   ruleDeciderError,
-			ID:     d.ID,
-		}
+		return engine.Decision{Reason: fmt.Sprintf("policy evaluation failed: %v", err), Rule: ruleDeciderError, ID: d.ID}
 	}
 	if !d.Allow && d.Reason == "" {
 		d.Reason = "denied by policy"
@@ -82,48 +101,25 @@ func (p *Proxy) decide(ctx context.Context, in engine.Input) (d engine.Decision)
 	return d
 }
 
-// plan resolves and checks the destination. An SSRF refusal replaces the
-// allow with a logged deny and returns an *ssrfError.
-func (f *flow) plan(ctx context.Context) ([]netip.AddrPort, error) {
-	addrs, err := f.p.guard.plan(ctx, f.in.Host, f.in.Port)
-	var se *ssrfError
-	if errors.As(err, &se) {
-		f.dec = f.p.ssrfDeny(f.in, se.class)
-	}
-	if de := (*dialError)(nil); errors.As(err, &de) {
-		f.p.m.dialErrors.WithLabelValues(de.class).Inc()
-	}
-	return addrs, err
-}
-
-// ssrfDeny records a guard refusal as a decision of its own.
-func (p *Proxy) ssrfDeny(in engine.Input, class string) engine.Decision {
-	p.m.ssrf.WithLabelValues(class).Inc()
-	d := engine.Decision{Reason: ssrfReason(class), Rule: "ssrf:" + class}
+// ownDeny is the one path of the denies the proxy decides itself (the
+// SSRF guard, the TLS check, tunnel limits): it replaces the flow's
+// decision, logs it as a decision-log event of its own, counts it, and
+// always gives it a decision id.
+func (f *flow) ownDeny(rule, reason string) engine.Decision {
+	p := f.p
+	p.m.ownDenies.WithLabelValues(rule).Inc()
+	d := engine.Decision{Reason: reason, Rule: rule}
 	if p.cfg.DecisionLogger != nil {
-		d.ID = p.cfg.DecisionLogger.LogDecision(in, d)
+		d.ID = p.cfg.DecisionLogger.LogDecision(f.in, d)
 	}
 	if d.ID == "" {
 		d.ID = attempt.NewID()
 	}
+	f.setDecision(d)
 	return d
 }
 
-// dial connects to the checked addresses.
-func (f *flow) dial(ctx context.Context, addrs []netip.AddrPort) (net.Conn, error) {
-	c, err := f.p.guard.dial(ctx, addrs)
-	if de := (*dialError)(nil); errors.As(err, &de) {
-		f.p.m.dialErrors.WithLabelValues(de.class).Inc()
-		return nil, err
-	}
-	f.setUpstream(c.RemoteAddr())
-	return c, nil
-}
-
-func (f *flow) setUpstream(a net.Addr) {
-	s := a.String()
-	f.upstream.Store(&s)
-}
+func (f *flow) setUpstream(s string) { f.upstream.Store(&s) }
 
 func (f *flow) upstreamAddr() string {
 	if s := f.upstream.Load(); s != nil {
@@ -132,7 +128,7 @@ func (f *flow) upstreamAddr() string {
 	return ""
 }
 
-// finish records the outcome once; later calls do nothing.
+// finish records the outcome once; only drive calls it.
 func (f *flow) finish(err error) {
 	if !f.done.CompareAndSwap(false, true) {
 		return
