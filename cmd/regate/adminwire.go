@@ -31,7 +31,7 @@ type adminWiring struct {
 	cfg      *config.Config
 	engine   *engine.Engine
 	proxy    *proxy.Proxy
-	ls       *listeners
+	ls       listeners
 	attempts *attempt.Registry
 	bound    string // the attempt of `regate run`
 	reg      *prometheus.Registry
@@ -59,7 +59,7 @@ func (a *app) startAdmin(ctx context.Context, w adminWiring) (*admin.Server, str
 	}
 	srv, err := admin.New(admin.Config{
 		Engine: w.engine, Attempts: w.attempts, BoundAttempt: w.bound,
-		ProxyHTTP: addr(w.ls.http), ProxySOCKS: addr(w.ls.socks), Self: a.self,
+		Listeners: w.ls.addrs(), ChildProxies: w.ls.childProxies(), Self: a.self,
 		Token: token, Ready: w.ready, Gatherer: w.reg, Registerer: w.reg,
 		Version: regateVersion(), Logger: w.log,
 	})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/regate/regate/engine"
 	"github.com/regate/regate/internal/attempt"
+	"github.com/regate/regate/internal/childenv"
 	"github.com/regate/regate/internal/config"
 	"github.com/regate/regate/proxy"
 )
@@ -48,69 +49,100 @@ func newProxy(cfg *config.Config, e *engine.Engine, bound string, log *slog.Logg
 	return p, nil
 }
 
-// listeners are the proxy's open listeners; nil when off.
-type listeners struct {
-	http, socks net.Listener
+// listenerSpec is one proxy listener of the wiring: its name (as
+// input.client.listener and in /v1/status), its address, how the proxy
+// serves it, and which of the child's variables point at it. A new kind of
+// listener is one more entry of listenerSpecs.
+type listenerSpec struct {
+	name  string
+	addr  string // "" when off
+	serve func(*proxy.Proxy, net.Listener) error
+	env   childenv.Kind // 0: no variable points at it
 }
 
-// listen opens the configured listeners; on error none stays open.
-func listen(ctx context.Context, cfg *config.Config) (*listeners, error) {
+// listenerSpecs are the configured proxy listeners.
+func listenerSpecs(cfg *config.Config) []listenerSpec {
+	return []listenerSpec{
+		{name: proxy.ListenerHTTP, addr: cfg.HTTP, serve: (*proxy.Proxy).ServeHTTPProxy, env: childenv.HTTP},
+		{name: proxy.ListenerSOCKS5, addr: cfg.SOCKS, serve: (*proxy.Proxy).ServeSOCKS, env: childenv.SOCKS5},
+	}
+}
+
+// openListener is a listener spec with its open listener.
+type openListener struct {
+	listenerSpec
+	ln net.Listener
+}
+
+// listeners are the open proxy listeners, in spec order.
+type listeners []openListener
+
+// listen opens every spec that is on; on error none stays open.
+func listen(ctx context.Context, specs []listenerSpec) (listeners, error) {
 	var lc net.ListenConfig
 	var ls listeners
-	open := func(name, addr string) (net.Listener, error) {
-		if addr == "" {
-			return nil, nil
+	for _, spec := range specs {
+		if spec.addr == "" {
+			continue
 		}
-		l, err := lc.Listen(ctx, "tcp", addr)
+		l, err := lc.Listen(ctx, "tcp", spec.addr)
 		if err != nil {
 			ls.close()
-			return nil, fmt.Errorf("opening %s listener: %w", name, err)
+			return nil, fmt.Errorf("opening %s listener: %w", spec.name, err)
 		}
-		return l, nil
+		ls = append(ls, openListener{listenerSpec: spec, ln: l})
 	}
-	var err error
-	if ls.http, err = open("HTTP", cfg.HTTP); err != nil {
-		return nil, err
-	}
-	if ls.socks, err = open("SOCKS5", cfg.SOCKS); err != nil {
-		return nil, err
-	}
-	return &ls, nil
+	return ls, nil
 }
 
-func (ls *listeners) close() {
-	for _, l := range []net.Listener{ls.http, ls.socks} {
-		if l != nil {
-			_ = l.Close()
-		}
+func (ls listeners) close() {
+	for _, l := range ls {
+		_ = l.ln.Close()
 	}
 }
 
-// addr is l's address, "" for a nil listener.
-func addr(l net.Listener) string {
-	if l == nil {
-		return ""
+// addr is the address of the listener name, "" when it is off.
+func (ls listeners) addr(name string) string {
+	for _, l := range ls {
+		if l.name == name {
+			return l.ln.Addr().String()
+		}
 	}
-	return l.Addr().String()
+	return ""
+}
+
+// addrs are the open listeners' addresses by name.
+func (ls listeners) addrs() map[string]string {
+	m := make(map[string]string, len(ls))
+	for _, l := range ls {
+		m[l.name] = l.ln.Addr().String()
+	}
+	return m
+}
+
+// childProxies are the listeners the child's variables point at.
+func (ls listeners) childProxies() []childenv.Listener {
+	var out []childenv.Listener
+	for _, l := range ls {
+		if l.env != 0 {
+			out = append(out, childenv.Listener{Kind: l.env, Addr: l.ln.Addr().String()})
+		}
+	}
+	return out
 }
 
 // serve runs the proxy on the listeners; each Serve's end (other than
 // Shutdown) is sent on the returned channel.
-func serve(p *proxy.Proxy, ls *listeners, log *slog.Logger) <-chan error {
-	errc := make(chan error, 2)
-	start := func(name string, l net.Listener, f func(net.Listener) error) {
-		if l == nil {
-			return
-		}
+func (ls listeners) serve(p *proxy.Proxy, log *slog.Logger) <-chan error {
+	errc := make(chan error, len(ls))
+	for _, l := range ls {
 		go func() {
-			err := f(l)
+			err := l.serve(p, l.ln)
 			if err != nil && err != proxy.ErrClosed {
-				log.Error("listener stopped", "listener", name, "error", err)
-				errc <- fmt.Errorf("serving %s: %w", name, err)
+				log.Error("listener stopped", "listener", l.name, "error", err)
+				errc <- fmt.Errorf("serving %s: %w", l.name, err)
 			}
 		}()
 	}
-	start("http", ls.http, p.ServeHTTPProxy)
-	start("socks5", ls.socks, p.ServeSOCKS)
 	return errc
 }

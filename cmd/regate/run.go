@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/regate/regate/internal/admin"
 	"github.com/regate/regate/internal/attempt"
 	"github.com/regate/regate/internal/childenv"
 	"github.com/regate/regate/internal/config"
@@ -55,7 +54,7 @@ func (a *app) runSandboxed(cmd *cobra.Command, argv []string) error {
 	if err != nil {
 		return withCode(exitRunFailed, err)
 	}
-	env := childenv.Merge(os.Environ(), childenv.Env(addr(sb.ls.http), addr(sb.ls.socks), sb.id, sb.token, a.self))
+	env := childenv.Merge(os.Environ(), childenv.Env(sb.ls.childProxies(), sb.id, sb.token, a.self))
 	if err := cmd.Context().Err(); err != nil {
 		sb.stop(cmd.Context())
 		return withCode(exitRunFailed, errors.New("interrupted before the command started"))
@@ -71,16 +70,12 @@ func (a *app) runSandboxed(cmd *cobra.Command, argv []string) error {
 	return withCode(code, err)
 }
 
-// sandbox is the engine and proxy of one `regate run`.
+// sandbox is the stack of one `regate run`, bound to its attempt.
 type sandbox struct {
-	cfg       *config.Config
-	engine    *startedEngine
-	proxy     interface{ Shutdown(context.Context) error }
-	ls        *listeners
+	*stack
 	id, token string
 	summary   *blockedSummary
 	unobserve func()
-	admin     *admin.Server // nil when off
 }
 
 func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
@@ -95,42 +90,17 @@ func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx := cmd.Context()
-	log := newLogger(cfg, a.stderr)
-	reg := newRegistry()
-	e, err := a.startEngine(ctx, cfg, log, reg, true)
+	token := attempt.NewToken()
+	st, err := a.assemble(cmd.Context(), cfg, stackOptions{bound: &attempt.Attempt{ID: id, Token: token, Labels: labels}})
 	if err != nil {
 		return nil, err
 	}
-	sb := &sandbox{cfg: cfg, engine: e, id: id, token: attempt.NewToken(), summary: newBlockedSummary()}
-	attempts := attempt.NewRegistry()
-	if err := attempts.Add(attempt.Attempt{ID: id, Token: sb.token, Labels: labels}); err != nil {
-		e.stop(ctx, cfg.ShutdownTimeout)
-		return nil, err
+	if st.adminAddr != "" {
+		st.log.Info("admin API listening", "admin", st.adminAddr)
 	}
-	p, err := newProxy(cfg, e.Engine, id, log, reg, attempts)
-	if err != nil {
-		e.stop(ctx, cfg.ShutdownTimeout)
-		return nil, err
-	}
-	if sb.ls, err = listen(ctx, cfg); err != nil {
-		e.stop(ctx, cfg.ShutdownTimeout)
-		return nil, err
-	}
-	var adminAddr string
-	sb.admin, adminAddr, err = a.startAdmin(ctx, adminWiring{cfg: cfg, engine: e.Engine, proxy: p, ls: sb.ls,
-		attempts: attempts, bound: id, reg: reg, log: log})
-	if err != nil {
-		sb.ls.close()
-		e.stop(ctx, cfg.ShutdownTimeout)
-		return nil, err
-	}
-	if adminAddr != "" {
-		log.Info("admin API listening", "admin", adminAddr)
-	}
-	sb.proxy = p
-	sb.unobserve = e.Observe(sb.summary.observe)
-	serve(p, sb.ls, log)
+	sb := &sandbox{stack: st, id: id, token: token, summary: newBlockedSummary()}
+	sb.unobserve = st.engine.Observe(sb.summary.observe)
+	st.serve()
 	return sb, nil
 }
 
@@ -147,14 +117,9 @@ func attemptFlags(cmd *cobra.Command) (string, map[string]string, error) {
 	return id, labels, nil
 }
 
-// stop drains the proxy, delivers every decision event to the summary and
-// stops the engine, within the shutdown timeout.
+// stop tears the stack down; every decision event has reached the summary
+// by then.
 func (sb *sandbox) stop(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sb.cfg.ShutdownTimeout)
-	defer cancel()
-	_ = sb.proxy.Shutdown(ctx)
-	stopAdmin(ctx, sb.admin, sb.cfg.ShutdownTimeout, slog.New(slog.DiscardHandler))
-	sb.engine.Flush(ctx)
+	sb.stack.stop(ctx, slog.New(slog.DiscardHandler))
 	sb.unobserve()
-	sb.engine.stop(ctx, sb.cfg.ShutdownTimeout)
 }

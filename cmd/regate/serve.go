@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -11,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/regate/regate/internal/attempt"
 	"github.com/regate/regate/internal/config"
 	"github.com/regate/regate/proxy"
 )
@@ -51,43 +48,26 @@ func (a *app) serve(cmd *cobra.Command) error {
 		return errors.New("every proxy listener is off")
 	}
 	ctx := cmd.Context()
-	log := newLogger(cfg, a.stderr)
-	reg := newRegistry()
-	e, err := a.startEngine(ctx, cfg, log, reg, true)
-	if err != nil {
-		return err
-	}
-	defer e.stop(ctx, cfg.ShutdownTimeout)
-	attempts := attempt.NewRegistry()
-	p, err := newProxy(cfg, e.Engine, "", log, reg, attempts)
-	if err != nil {
-		return err
-	}
-	ls, err := listen(ctx, cfg)
-	if err != nil {
-		return err
-	}
 	var up atomic.Bool
-	adm, adminAddr, err := a.startAdmin(ctx, adminWiring{cfg: cfg, engine: e.Engine, proxy: p, ls: ls,
-		attempts: attempts, reg: reg, ready: listenersReady(&up), log: log})
+	st, err := a.assemble(ctx, cfg, stackOptions{ready: listenersReady(&up)})
 	if err != nil {
-		ls.close()
 		return err
 	}
-	errc := serve(p, ls, log)
+	errc := st.serve()
 	up.Store(true)
-	log.Info("serving", "http", addr(ls.http), "socks5", addr(ls.socks), "admin", adminAddr,
-		"policy", policySource(cfg.Policies, e.Status().Bundles), "allow_anonymous", cfg.AllowAnonymous)
+	log := st.log
+	log.Info("serving", "http", st.ls.addr(proxy.ListenerHTTP), "socks5", st.ls.addr(proxy.ListenerSOCKS5), "admin", st.adminAddr,
+		"policy", policySource(cfg.Policies, st.engine.Status().Bundles), "allow_anonymous", cfg.AllowAnonymous)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
-			if err := e.Reload(ctx); err != nil {
+			if err := st.engine.Reload(ctx); err != nil {
 				log.Error("reload refused; the last good policy keeps deciding", "error", err)
 			} else {
-				log.Info("policy reloaded", "policy", policySource(cfg.Policies, e.Status().Bundles))
+				log.Info("policy reloaded", "policy", policySource(cfg.Policies, st.engine.Status().Bundles))
 			}
 		case err = <-errc:
 		case <-ctx.Done():
@@ -97,8 +77,8 @@ func (a *app) serve(cmd *cobra.Command) error {
 		}
 	}
 	up.Store(false)
-	shutdown(ctx, p, cfg, log)
-	stopAdmin(ctx, adm, cfg.ShutdownTimeout, log)
+	log.Info("shutting down", "drain", cfg.ShutdownTimeout)
+	st.stop(ctx, log)
 	return err
 }
 
@@ -110,16 +90,5 @@ func listenersReady(up *atomic.Bool) func() error {
 			return errors.New("the proxy listeners are not serving")
 		}
 		return nil
-	}
-}
-
-// shutdown stops accepting, drains open connections until the shutdown
-// timeout, then cuts what is left.
-func shutdown(ctx context.Context, p *proxy.Proxy, cfg *config.Config, log *slog.Logger) {
-	log.Info("shutting down", "drain", cfg.ShutdownTimeout)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := p.Shutdown(ctx); err != nil {
-		log.Warn("drain deadline passed; open connections were cut", "error", err)
 	}
 }

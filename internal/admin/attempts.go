@@ -110,7 +110,7 @@ func (s *Server) createAttempt(w http.ResponseWriter, r *http.Request) {
 	}
 	v := viewOf(a)
 	v.Token = a.Token
-	v.Env = envMap(childenv.Env(s.cfg.ProxyHTTP, s.cfg.ProxySOCKS, a.ID, a.Token, s.cfg.Self))
+	v.Env = envMap(childenv.Env(s.cfg.ChildProxies, a.ID, a.Token, s.cfg.Self))
 	w.Header().Set("Location", "/v1/attempts/"+a.ID)
 	writeJSON(w, http.StatusCreated, result{v})
 }

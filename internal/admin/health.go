@@ -108,10 +108,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	} else {
 		rep.Healthy = true
 	}
-	for name, addr := range map[string]string{"http": s.cfg.ProxyHTTP, "socks5": s.cfg.ProxySOCKS} {
-		if addr != "" {
-			rep.Listeners[name] = addr
-		}
+	for name, addr := range s.cfg.Listeners {
+		rep.Listeners[name] = addr
 	}
 	if len(admin) > 0 {
 		rep.Listeners["admin"] = strings.Join(admin, ",")

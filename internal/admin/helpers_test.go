@@ -22,6 +22,7 @@ import (
 
 	"github.com/regate/regate/engine"
 	"github.com/regate/regate/internal/attempt"
+	"github.com/regate/regate/internal/childenv"
 	"github.com/regate/regate/internal/enginetest"
 	"github.com/regate/regate/policies"
 	"github.com/regate/regate/proxy"
@@ -94,8 +95,10 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 func (f *fixture) startAdmin(t *testing.T, proxyHTTP string, o fixtureOpts) {
 	t.Helper()
 	s, err := New(Config{
-		Engine: f.engine, Attempts: f.attempts, ProxyHTTP: proxyHTTP, Token: f.token,
-		Gatherer: f.reg, Registerer: f.reg, Logger: testLogger(), Ready: o.ready,
+		Engine: f.engine, Attempts: f.attempts, Token: f.token,
+		Listeners:    map[string]string{"http": proxyHTTP},
+		ChildProxies: []childenv.Listener{{Kind: childenv.HTTP, Addr: proxyHTTP}},
+		Gatherer:     f.reg, Registerer: f.reg, Logger: testLogger(), Ready: o.ready,
 		Version: "test", SweepInterval: 50 * time.Millisecond,
 	})
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/regate/regate/engine"
 	"github.com/regate/regate/internal/attempt"
+	"github.com/regate/regate/internal/childenv"
 )
 
 // Engine is what the admin API uses of the policy engine.
@@ -47,9 +48,11 @@ type Config struct {
 	// BoundAttempt is set under `regate run`: the listeners belong to that
 	// one attempt, so attempts cannot be added or removed.
 	BoundAttempt string
-	// ProxyHTTP and ProxySOCKS are the proxy's listening addresses ("" when
-	// off), for the environment of new attempts and /v1/status.
-	ProxyHTTP, ProxySOCKS string
+	// Listeners are the proxy's open listeners, by name, for /v1/status.
+	Listeners map[string]string
+	// ChildProxies are the listeners the environment of a new attempt
+	// points at.
+	ChildProxies []childenv.Listener
 	// Self is the regate binary, for GIT_SSH_COMMAND in attempts' env.
 	Self string
 	// Token is required as `Authorization: Bearer <token>` on every request

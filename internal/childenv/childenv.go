@@ -11,14 +11,48 @@ import (
 	"strings"
 )
 
+// Kind is what a proxy listener speaks, and so which variables point at
+// it.
+type Kind int
+
+// Listener kinds.
+const (
+	HTTP   Kind = iota + 1 // HTTP_PROXY, HTTPS_PROXY and the tools' own
+	SOCKS5                 // ALL_PROXY (socks5h://)
+)
+
+// Listener is a proxy listener the child's variables point at.
+type Listener struct {
+	Kind Kind
+	Addr string
+}
+
 // Env returns the variables, as KEY=VALUE, for a child of the attempt
-// attemptID (token its secret) whose HTTP proxy listens on httpAddr and
-// SOCKS5 proxy on socksAddr ("" when off). self is the path of the regate
-// binary, used as git's SSH ProxyCommand ("" leaves GIT_SSH_COMMAND unset).
-func Env(httpAddr, socksAddr, attemptID, token, self string) []string {
+// attemptID (token its secret) whose proxies listen at ls. self is the path
+// of the regate binary, used as git's SSH ProxyCommand ("" leaves
+// GIT_SSH_COMMAND unset).
+func Env(ls []Listener, attemptID, token, self string) []string {
 	user := url.UserPassword(attemptID, token)
-	httpURL := (&url.URL{Scheme: "http", User: user, Host: httpAddr}).String()
-	env := []string{
+	env := []string{"REGATE_ATTEMPT_ID=" + attemptID}
+	for _, l := range ls {
+		switch l.Kind {
+		case HTTP:
+			env = append(env, httpVars((&url.URL{Scheme: "http", User: user, Host: l.Addr}).String(), l.Addr)...)
+		case SOCKS5:
+			socksURL := (&url.URL{Scheme: "socks5h", User: user, Host: l.Addr}).String()
+			env = append(env, "ALL_PROXY="+socksURL, "all_proxy="+socksURL)
+		}
+	}
+	if self != "" {
+		proxyCommand := ShellQuote(self) + " connect %h %p"
+		env = append(env, "GIT_SSH_COMMAND=ssh -o "+ShellQuote("ProxyCommand="+proxyCommand))
+	}
+	return env
+}
+
+// httpVars point the variables most tools read at the HTTP proxy.
+func httpVars(httpURL, httpAddr string) []string {
+	return []string{
 		"HTTP_PROXY=" + httpURL,
 		"HTTPS_PROXY=" + httpURL,
 		"http_proxy=" + httpURL,
@@ -38,17 +72,7 @@ func Env(httpAddr, socksAddr, attemptID, token, self string) []string {
 		"DOCKER_HTTPS_PROXY=" + httpURL,
 		"NODE_USE_ENV_PROXY=1",
 		"JAVA_TOOL_OPTIONS=" + javaOptions(httpAddr),
-		"REGATE_ATTEMPT_ID=" + attemptID,
 	}
-	if socksAddr != "" {
-		socksURL := (&url.URL{Scheme: "socks5h", User: user, Host: socksAddr}).String()
-		env = append(env, "ALL_PROXY="+socksURL, "all_proxy="+socksURL)
-	}
-	if self != "" {
-		proxyCommand := ShellQuote(self) + " connect %h %p"
-		env = append(env, "GIT_SSH_COMMAND=ssh -o "+ShellQuote("ProxyCommand="+proxyCommand))
-	}
-	return env
 }
 
 // javaOptions points the JVM's HTTP and HTTPS proxy at the listener. The

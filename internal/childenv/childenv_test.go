@@ -8,7 +8,7 @@ import (
 )
 
 func TestEnv(t *testing.T) {
-	env := Env("127.0.0.1:4000", "127.0.0.1:4001", "att", "tok", "/opt/my tools/regate")
+	env := Env([]Listener{{HTTP, "127.0.0.1:4000"}, {SOCKS5, "127.0.0.1:4001"}}, "att", "tok", "/opt/my tools/regate")
 	got := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -44,7 +44,7 @@ func TestEnv(t *testing.T) {
 }
 
 func TestEnvWithoutSOCKSOrSelf(t *testing.T) {
-	env := Env("127.0.0.1:4000", "", "att", "tok", "")
+	env := Env([]Listener{{HTTP, "127.0.0.1:4000"}}, "att", "tok", "")
 	for _, kv := range env {
 		if strings.HasPrefix(kv, "ALL_PROXY=") || strings.HasPrefix(kv, "GIT_SSH_COMMAND=") {
 			t.Errorf("unexpected %s", kv)
@@ -60,7 +60,7 @@ func TestGitSSHCommandQuoting(t *testing.T) {
 	}
 	self := "/tmp/it's here/regate"
 	var cmd string
-	for _, kv := range Env("127.0.0.1:1", "", "a", "t", self) {
+	for _, kv := range Env([]Listener{{HTTP, "127.0.0.1:1"}}, "a", "t", self) {
 		if v, ok := strings.CutPrefix(kv, "GIT_SSH_COMMAND="); ok {
 			cmd = v
 		}
