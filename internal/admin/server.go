@@ -1,4 +1,4 @@
-// Package admin serves regate's admin API (DESIGN §8): health and status,
+// Package admin serves regate's admin API (README, Admin API): health and status,
 // OPA-compatible runtime policy and data, attempt registration, the
 // decision log and Prometheus metrics, on a unix socket or on a loopback TCP
 // listener that requires a bearer token.
