@@ -31,6 +31,10 @@ const (
 	DefaultRingSize        = 1000
 )
 
+// abortTimeout bounds the clean-up of a failed Start: what has not stopped
+// by then is abandoned rather than waited for.
+const abortTimeout = 5 * time.Second
+
 // Config configures an Engine. The zero value plus a Logger is a working
 // engine on the embedded default policy.
 type Config struct {
@@ -91,7 +95,13 @@ type Engine struct {
 	logs    *pipeline
 	watcher *watcher
 	started atomic.Bool
-	running atomic.Bool // OPA's plugins were started and must be stopped
+	// managerDone is set once OPA's plugin manager, whose goroutines run
+	// from its creation, has been stopped.
+	managerDone atomic.Bool
+
+	// Set by New; tests of a failed Start replace them.
+	newWatcher   func(sources []string, debounce time.Duration, log *slog.Logger, reload func()) (*watcher, error)
+	abortTimeout time.Duration
 }
 
 // New validates cfg and builds an engine; it starts nothing.
@@ -141,6 +151,9 @@ func New(cfg Config) (*Engine, error) {
 		opaRaw: raw,
 		remote: remote,
 		store:  inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)),
+
+		newWatcher:   newWatcher,
+		abortTimeout: abortTimeout,
 	}
 	if e.metrics, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, err
@@ -152,62 +165,113 @@ func New(cfg Config) (*Engine, error) {
 // Start loads the local policy (an error here is fatal: nothing would
 // decide), starts OPA's plugins (remote bundles, status, decision-log
 // upload), the decision-log pipeline and, if configured, the watcher.
-func (e *Engine) Start(ctx context.Context) error {
+//
+// A failed Start leaves nothing running: it stops what it had started, in
+// reverse order, through Stop, within abortTimeout whatever ctx says. An
+// OPA plugin that does not stop by then is abandoned and logged rather than
+// left to hang the caller. A failed engine cannot be started again, and
+// needs no Stop (which is then a no-op).
+func (e *Engine) Start(ctx context.Context) (err error) {
 	if !e.started.CompareAndSwap(false, true) {
 		return errors.New("engine already started")
 	}
-	opaLog := opaLogger{e.cfg.Logger.With("component", "opa")}
-	mgr, err := plugins.New(e.opaRaw, e.cfg.ID, e.store, plugins.Logger(opaLog), plugins.ConsoleLogger(opaLog))
-	if err != nil {
-		return fmt.Errorf("configuring OPA: %w", err)
-	}
-	if err := mgr.Init(ctx); err != nil {
-		return fmt.Errorf("initialising OPA: %w", err)
-	}
-	e.manager = mgr
-	mgr.RegisterCompilerTrigger(e.onCompile)
-	if err := e.registerCacheReset(ctx); err != nil {
+	defer func() {
+		if err != nil {
+			e.abort(ctx)
+		}
+	}()
+	if err := e.startManager(ctx); err != nil {
 		return err
 	}
-	disco, err := discovery.New(mgr, discovery.Factories(map[string]plugins.Factory{
+	// Local policy before OPA's plugins are registered: a manager with
+	// plugins that never started cannot be stopped (OPA's decision-log
+	// plugin would wait forever for its loop).
+	if err := e.Reload(ctx); err != nil {
+		return err
+	}
+	e.updateLogRouting()
+	disco, err := discovery.New(e.manager, discovery.Factories(map[string]plugins.Factory{
 		sinkPluginName: sinkFactory{e.logs},
 	}))
 	if err != nil {
 		return fmt.Errorf("configuring OPA plugins: %w", err)
 	}
-	mgr.Register(discovery.Name, disco)
+	e.manager.Register(discovery.Name, disco)
 	e.watchRemote() // remote.go: bundle failures in Ready/Status, loads metric
-	if err := e.Reload(ctx); err != nil {
-		return err
-	}
-	e.updateLogRouting()
-	e.logs.start(logs.Lookup(mgr), mgr.Labels())
-	e.running.Store(true)
-	if err := mgr.Start(ctx); err != nil {
+	if err := e.manager.Start(ctx); err != nil {
 		return fmt.Errorf("starting OPA plugins: %w", err)
 	}
-	if e.cfg.Watch && len(e.cfg.Policies) > 0 {
-		w, err := newWatcher(e.cfg.Policies, e.cfg.Debounce, e.log, func() {
-			if err := e.Reload(context.Background()); err != nil {
-				e.log.Error("reload refused; last good policy keeps deciding", "error", err)
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("watching policy sources: %w", err)
-		}
-		e.watcher = w
+	e.logs.start(logs.Lookup(e.manager), e.manager.Labels())
+	return e.startWatcher()
+}
+
+// startManager creates and initialises OPA's plugin manager, whose own
+// goroutines run from then on, and installs regate's triggers on it.
+func (e *Engine) startManager(ctx context.Context) error {
+	opaLog := opaLogger{e.cfg.Logger.With("component", "opa")}
+	mgr, err := plugins.New(e.opaRaw, e.cfg.ID, e.store, plugins.Logger(opaLog), plugins.ConsoleLogger(opaLog))
+	if err != nil {
+		return fmt.Errorf("configuring OPA: %w", err)
 	}
+	e.manager = mgr
+	if err := mgr.Init(ctx); err != nil {
+		return fmt.Errorf("initialising OPA: %w", err)
+	}
+	mgr.RegisterCompilerTrigger(e.onCompile)
+	return e.registerCacheReset(ctx)
+}
+
+// startWatcher starts the fsnotify reload of local sources, if configured.
+func (e *Engine) startWatcher() error {
+	if !e.cfg.Watch || len(e.cfg.Policies) == 0 {
+		return nil
+	}
+	w, err := e.newWatcher(e.cfg.Policies, e.cfg.Debounce, e.log, func() {
+		if err := e.Reload(context.Background()); err != nil {
+			e.log.Error("reload refused; last good policy keeps deciding", "error", err)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("watching policy sources: %w", err)
+	}
+	e.watcher = w
 	return nil
 }
 
-// Stop stops the watcher and OPA's plugins and flushes the decision log.
+// abort undoes a Start that failed part-way, through Stop, bounded by
+// abortTimeout: Start may have failed because ctx ended.
+func (e *Engine) abort(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.abortTimeout)
+	defer cancel()
+	e.Stop(ctx)
+}
+
+// Stop stops, in the reverse order of Start and each within ctx, the
+// watcher, the decision-log pipeline (delivering what is queued) and OPA's
+// plugins and manager. It is safe before Start, after a failed Start and
+// more than once.
 func (e *Engine) Stop(ctx context.Context) {
 	if e.watcher != nil {
 		e.watcher.close()
 	}
 	e.logs.stop(ctx)
-	if e.running.CompareAndSwap(true, false) {
+	if e.manager != nil && e.managerDone.CompareAndSwap(false, true) {
+		e.stopManager(ctx)
+	}
+}
+
+// stopManager stops OPA's plugins and manager, waiting no longer than ctx:
+// a plugin that does not return in time is left behind, not waited for.
+func (e *Engine) stopManager(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
 		e.manager.Stop(ctx)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.log.Error("OPA's plugins did not stop in time; abandoning them", "error", ctx.Err())
 	}
 }
 

@@ -26,12 +26,13 @@ var idnaProfile = idna.New(
 	idna.VerifyDNSLength(false),
 )
 
-// NormalizeHost returns host as the policy sees it (DESIGN §3) and whether it
-// is an IP literal: lower case, no trailing dot, IDNA → punycode, IPv6
-// without brackets, IPv4-mapped IPv6 as its IPv4, and every IPv4 spelling a
-// resolver would accept (decimal "2130706433", octal "0177.1", hex
-// "0x7f.0.0.1", short "127.1") canonicalised to a dotted quad. A name whose
-// last label is numeric but is no valid IPv4 is refused, as WHATWG URL does.
+// NormalizeHost returns host as the policy sees it (ARCHITECTURE.md, Policy
+// input) and whether it is an IP literal: lower case, no trailing dot, IDNA
+// → punycode, IPv6 without brackets, IPv4-mapped IPv6 as its IPv4, and
+// every IPv4 spelling a resolver would accept (decimal "2130706433", octal
+// "0177.1", hex "0x7f.0.0.1", short "127.1") canonicalised to a dotted quad.
+// A name whose last label is numeric but is no valid IPv4 is refused, as
+// WHATWG URL does.
 func NormalizeHost(raw string) (host string, isIP bool, err error) {
 	if raw == "" {
 		return "", false, fmt.Errorf("%w: empty", ErrBadHost)

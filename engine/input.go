@@ -6,7 +6,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// InputVersion is the version of the policy input documented in DESIGN §3.
+// InputVersion is the version of the policy input documented in
+// ARCHITECTURE.md, Policy input.
 const InputVersion = 1
 
 // Schemes a connection can arrive by.
@@ -19,8 +20,8 @@ const (
 // MethodConnect is the method of every tunnel, HTTP or SOCKS5.
 const MethodConnect = "CONNECT"
 
-// Input is what the policy sees as `input` (DESIGN §3). New fields never
-// break callers: construct it with named fields.
+// Input is what the policy sees as `input` (ARCHITECTURE.md, Policy input).
+// New fields never break callers: construct it with named fields.
 type Input struct {
 	Host      string   `json:"host"`
 	Port      int      `json:"port"`

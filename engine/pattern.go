@@ -7,9 +7,10 @@ import (
 	"strings"
 )
 
-// ValidatePattern checks one allow/deny pattern (DESIGN §3): `example.com`,
-// `*.example.com`, `**.example.com`, `*`, an IP literal or CIDR, each with
-// an optional `:port` (IPv6 in brackets when a port follows).
+// ValidatePattern checks one allow/deny pattern (the README, Allow lists):
+// `example.com`, `*.example.com`, `**.example.com`, `*`, an IP literal or
+// CIDR, each with an optional `:port` (IPv6 in brackets when a port
+// follows).
 func ValidatePattern(p string) error {
 	host, port, err := splitPatternPort(p)
 	if err != nil {

@@ -84,8 +84,8 @@ func (a *app) startEngine(ctx context.Context, cfg *config.Config, log *slog.Log
 		return nil, fmt.Errorf("configuring engine: %w", err)
 	}
 	if err := e.Start(ctx); err != nil {
-		// Not e.Stop: before the decision-log pipeline has started it would
-		// wait for it forever.
+		// A failed Start has already stopped whatever it started: there is
+		// nothing to Stop, only the log file to close.
 		closeLog()
 		return nil, fmt.Errorf("starting engine: %w", err)
 	}
