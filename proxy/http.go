@@ -93,8 +93,15 @@ func (p *Proxy) servePlain(w http.ResponseWriter, r *http.Request, head headInfo
 // decide → plan → forward (goproxy, pooled upstream connections, dialed
 // only to checked addresses) → one Outcome.
 func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, dest Dest, who Identity, listener string) {
+	path, err := cleanPath(r.URL.EscapedPath())
+	if err != nil {
+		writeHTTPError(w, http.StatusBadRequest, err.Error(), true)
+		return
+	}
+	// Upstream receives exactly the path the policy decides on.
+	r.URL.Path, r.URL.RawPath = path, ""
 	f := p.newFlow(dest, engine.SchemeHTTP, r.Method, who, r.RemoteAddr, listener)
-	f.in.Path = r.URL.Path
+	f.in.Path = path
 	f.drive(func(f *flow) error {
 		if !f.decide(r.Context()) {
 			answerHTTP(f.refusal(nil)).write(w)
