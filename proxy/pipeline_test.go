@@ -369,7 +369,7 @@ func testUpstreamFailures(t *testing.T, src source) {
 
 func testTunnelOutcome(t *testing.T, src source) {
 	port := tcpUpstream(t, func(c net.Conn) {
-		b := make([]byte, 5)
+		b := make([]byte, 6)
 		if _, err := io.ReadFull(c, b); err == nil {
 			_, _ = fmt.Fprintf(c, "echo %s", b)
 		}
@@ -379,16 +379,16 @@ func testTunnelOutcome(t *testing.T, src source) {
 	if !ans.ok {
 		t.Fatalf("answer %+v", ans)
 	}
-	_, _ = io.WriteString(c, "hello")
+	_, _ = io.WriteString(c, "hello\n") // a line protocol: relayed raw
 	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
 	got, err := io.ReadAll(c)
-	if err != nil || string(got) != "echo hello" {
+	if err != nil || string(got) != "echo hello\n" {
 		t.Fatalf("got %q %v", got, err)
 	}
 	_ = c.Close()
 	o := h.out.wait(t, 1)[0]
 	want := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(mustAtoi(t, port))).String()
-	if !o.Allowed || o.BytesUp != 5 || o.BytesDown != 10 || o.Upstream != want || o.Listener != src.listener ||
+	if !o.Allowed || o.BytesUp != 6 || o.BytesDown != 11 || o.Upstream != want || o.Listener != src.listener ||
 		o.Scheme != src.scheme || o.Method != "CONNECT" || o.DecisionID != "dec-1" || o.Err != nil {
 		t.Fatalf("outcome %+v", o)
 	}

@@ -118,6 +118,25 @@ func (p *Proxy) addListener(ln net.Listener, srv *http.Server) bool {
 	return true
 }
 
+// addServer registers the HTTP server of a tunnel served as plain HTTP,
+// so that Shutdown ends it as it ends the listener's; false once Shutdown
+// has begun.
+func (p *Proxy) addServer(srv *http.Server) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return false
+	}
+	p.servers[srv] = struct{}{}
+	return true
+}
+
+func (p *Proxy) removeServer(srv *http.Server) {
+	p.mu.Lock()
+	delete(p.servers, srv)
+	p.mu.Unlock()
+}
+
 // AddSource registers a source that is not a net.Listener (one that feeds
 // Handle itself): Shutdown closes it first, so that it stops handing new
 // connections over, then drains what it handed. remove unregisters it; it

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/regate/regate/engine"
@@ -20,31 +17,19 @@ var errTLSCheck = errors.New("tunnel closed by the TLS check")
 // record headers.
 const maxPeek = maxClientHelloMessage + 4 + 5*64
 
-// inspect reads the client's first bytes of a tunnel and returns what may
-// be forwarded (nothing with an error, except io.EOF). Bytes that do not
-// start a TLS handshake are returned untouched. A ClientHello is buffered
-// (within maxPeek and TLSPeekTimeout) until complete; if its SNI names
-// another host than the tunnel's, the Decider is asked again and a deny
-// cuts the tunnel. Anything unparseable after a handshake byte fails closed.
-func (p *Proxy) inspect(f *flow, client net.Conn, pre []byte, last *atomic.Int64) ([]byte, error) {
-	buf := append(make([]byte, 0, len(pre)+4096), pre...)
-	if len(buf) == 0 {
-		first, err := p.readFirst(client, last)
-		if len(first) == 0 {
-			return nil, err
-		}
-		buf = append(buf, first...)
-	}
-	if buf[0] != recordTypeHandshake {
-		return buf, nil
-	}
+// checkHello completes and checks the ClientHello that buf begins: it is
+// buffered (within maxPeek and TLSPeekTimeout) until complete; if its SNI
+// names another host than the tunnel's, the Decider is asked again and a
+// deny cuts the tunnel. It returns what may be forwarded; nothing of a
+// refused hello is. Anything unparseable fails closed.
+func (p *Proxy) checkHello(f *flow, client net.Conn, buf []byte) ([]byte, error) {
 	_ = client.SetReadDeadline(time.Now().Add(p.cfg.TLSPeekTimeout))
 	tmp := make([]byte, 4096)
 	for {
 		sni, err := clientHelloSNI(buf)
 		if err == nil {
 			if err := p.checkSNI(f, sni); err != nil {
-				return nil, err // nothing of a refused hello is forwarded
+				return nil, err
 			}
 			return buf, nil
 		}
@@ -59,27 +44,6 @@ func (p *Proxy) inspect(f *flow, client net.Conn, pre []byte, last *atomic.Int64
 		if rerr != nil && n == 0 {
 			return nil, p.tlsDeny(f, fmt.Sprintf("incomplete TLS ClientHello: %v", rerr))
 		}
-	}
-}
-
-// readFirst waits for the client's first bytes; while only the upstream
-// talks (server-first protocols) the idle timeout does not end the wait.
-func (p *Proxy) readFirst(client net.Conn, last *atomic.Int64) ([]byte, error) {
-	buf := make([]byte, 4096)
-	for {
-		_ = client.SetReadDeadline(time.Now().Add(p.cfg.IdleTimeout))
-		n, err := client.Read(buf)
-		if n > 0 {
-			last.Store(time.Now().UnixNano())
-			return buf[:n], nil
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && !idleFor(last, p.cfg.IdleTimeout) {
-			continue
-		}
-		if err == nil {
-			err = io.ErrNoProgress
-		}
-		return nil, err
 	}
 }
 

@@ -57,7 +57,7 @@ func TestSOCKS5Connect(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer c.Close()
-				if _, err := io.WriteString(c, "GET /s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
+				if _, err := io.WriteString(c, "GET /s HTTP/1.1\r\nHost: "+tc.addr+"\r\nConnection: close\r\n\r\n"); err != nil {
 					t.Fatal(err)
 				}
 				resp, err := http.ReadResponse(bufio.NewReader(c), nil)

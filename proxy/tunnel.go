@@ -19,9 +19,12 @@ const copyChunk = 256 << 10
 
 // tunnel relays client ↔ upstream for an allowed flow. Upstream bytes flow
 // at once (server-first protocols are not delayed); the client's first
-// bytes are inspected for a TLS ClientHello before they are forwarded. It
-// closes both connections and returns why the tunnel ended (nil when both
-// sides closed cleanly). The caller tracks client for Shutdown.
+// bytes are sniffed before anything of them is forwarded: a TLS
+// ClientHello gets the SNI check, an HTTP/1.x request line makes the
+// tunnel plain HTTP (every request decided), cleartext HTTP/2 is cut,
+// anything else is relayed. It closes both connections and returns why the
+// tunnel ended (nil when both sides closed cleanly). The caller tracks
+// client for Shutdown.
 func (p *Proxy) tunnel(f *flow, client net.Conn, pre []byte, up net.Conn) error {
 	defer client.Close()
 	defer up.Close()
@@ -30,14 +33,27 @@ func (p *Proxy) tunnel(f *flow, client net.Conn, pre []byte, up net.Conn) error 
 	rawClient, rawUp := rawConn(client), rawConn(up)
 	var wg sync.WaitGroup
 	var downErr error
+	var switched atomic.Bool // the tunnel became plain HTTP: up is closed on purpose
 	wg.Go(func() {
 		downErr = p.copyDir(rawClient, rawUp, &f.down, &last)
-		if downErr != nil {
+		if downErr != nil && !switched.Load() {
 			_ = client.Close()
 			_ = up.Close()
 		}
 	})
-	upErr := p.relayUp(f, client, rawClient, rawUp, pre, &last)
+	first, kind, err := p.sniff(client, pre, &last)
+	switch kind {
+	case sniffHTTP:
+		switched.Store(true)
+		_ = up.Close()
+		wg.Wait()
+		return p.serveTunnelHTTP(f, client, first)
+	case sniffHTTP2:
+		first, err = nil, p.httpCheckDeny(f, "cleartext HTTP/2 inside a tunnel cannot be checked")
+	case sniffTLS:
+		first, err = p.checkHello(f, client, first)
+	}
+	upErr := p.relayUp(f, rawUp, rawClient, first, err, &last)
 	if upErr != nil {
 		_ = client.Close()
 		_ = up.Close()
@@ -46,9 +62,9 @@ func (p *Proxy) tunnel(f *flow, client net.Conn, pre []byte, up net.Conn) error 
 	return errors.Join(upErr, downErr)
 }
 
-// relayUp inspects the client's first bytes, then copies client → upstream.
-func (p *Proxy) relayUp(f *flow, client, rawClient, rawUp net.Conn, pre []byte, last *atomic.Int64) error {
-	first, err := p.inspect(f, client, pre, last)
+// relayUp forwards the sniffed first bytes (unless sniffing failed with
+// err), then copies client → upstream.
+func (p *Proxy) relayUp(f *flow, rawUp, rawClient net.Conn, first []byte, err error, last *atomic.Int64) error {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
