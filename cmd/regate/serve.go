@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -22,7 +21,7 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Run the proxy as a daemon for many clients",
 		Long: `Serve runs the HTTP and SOCKS5 proxy listeners (loopback only unless
 --listen-any) until SIGINT or SIGTERM, then drains connections within the
-shutdown timeout. SIGHUP reloads the policy; local policy files are also
+shutdown timeout. SIGHUP reloads the policy (not on Windows); local policy files are also
 watched. Clients without proxy credentials are accepted as anonymous
 (attempt_id "") unless --allow-anonymous=false.
 
@@ -79,7 +78,7 @@ func (a *app) serve(cmd *cobra.Command) error {
 	log.Info("serving", "http", addr(ls.http), "socks5", addr(ls.socks), "admin", adminAddr,
 		"policy", policySource(cfg.Policies, e.Status().Bundles), "allow_anonymous", cfg.AllowAnonymous)
 	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	notifyReload(hup)
 	defer signal.Stop(hup)
 	for {
 		select {
