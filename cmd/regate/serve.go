@@ -28,14 +28,15 @@ watched. Clients without proxy credentials are accepted as anonymous
 The admin API (health, status, runtime policy and data, attempts,
 decisions, metrics) listens on --admin: by default the unix socket
 $XDG_RUNTIME_DIR/regate/admin.sock (else $TMPDIR/regate-UID/admin.sock),
-mode 0600; a loopback HOST:PORT requires the bearer token of
+mode 0600 (on Windows 127.0.0.1:8181, token %LOCALAPPDATA%\regate-admin.token);
+a loopback HOST:PORT requires the bearer token of
 --admin-token-file (generated, mode 0600, when the file does not exist).`,
 		Args: argsCode(cobra.NoArgs, exitError),
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.serve(cmd) },
 	}
 	fs := cmd.Flags()
 	addPolicyFlags(fs)
-	addListenerFlags(fs, "127.0.0.1:3128", "127.0.0.1:1080", "unix:"+config.DefaultAdminSocket())
+	addListenerFlags(fs, "127.0.0.1:3128", "127.0.0.1:1080", config.DefaultAdmin().Addr)
 	fs.Bool("allow-anonymous", true, "accept clients without proxy credentials")
 	usageCode(cmd, exitError)
 	return cmd
