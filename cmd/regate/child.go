@@ -9,8 +9,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // Exit codes of `regate run` besides the child's own status.
@@ -35,29 +33,28 @@ func lookCommand(name string) (string, error) {
 }
 
 // runChild starts argv (argv[0] resolved to path) with env and the standard
-// streams, forwards SIGINT, SIGTERM and SIGHUP to it, and returns its exit
-// code: its status, or 128+N when signal N killed it.
+// streams, passes on to it the signals regate receives (child_unix.go,
+// child_windows.go), and returns its exit code: its status, or on unix
+// 128+N when signal N killed it.
 func runChild(path string, argv, env []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	cmd := exec.Command(path, argv[1:]...)
 	cmd.Args[0] = argv[0]
 	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	cmd.SysProcAttr = childProcAttr()
 	sigc := make(chan os.Signal, 8)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigc, forwardedSignals...)
 	defer signal.Stop(sigc)
 	if err := cmd.Start(); err != nil {
 		return startFailure(argv[0], err)
 	}
-	ttyDelivers := sharesForegroundTerminal(stdin)
+	forward := forwarder(cmd.Process, stdin)
 	done := make(chan struct{})
 	go func() {
 		for {
 			select {
 			case sig := <-sigc:
-				if sig == syscall.SIGINT && ttyDelivers {
-					continue // Ctrl-C already reached the child from the terminal
-				}
-				_ = cmd.Process.Signal(sig)
+				forward(sig)
 			case <-done:
 				return
 			}
@@ -69,27 +66,6 @@ func runChild(path string, argv, env []string, stdin io.Reader, stdout, stderr i
 		return exitRunFailed, fmt.Errorf("waiting for %s: %w", argv[0], err)
 	}
 	return exitStatus(cmd.ProcessState), nil
-}
-
-// sharesForegroundTerminal reports whether stdin is a terminal whose
-// foreground process group is ours, which the child inherits: the terminal
-// then sends Ctrl-C's SIGINT to the child itself, and forwarding it too would
-// deliver it twice (many interactive programs exit on a second Ctrl-C).
-func sharesForegroundTerminal(stdin io.Reader) bool {
-	f, ok := stdin.(*os.File)
-	if !ok {
-		return false
-	}
-	pgrp, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
-	return err == nil && pgrp == unix.Getpgrp()
-}
-
-// exitStatus is the shell's view of how the child ended.
-func exitStatus(ps *os.ProcessState) int {
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return exitSignalBase + int(ws.Signal())
-	}
-	return ps.ExitCode()
 }
 
 func startFailure(name string, err error) (int, error) {

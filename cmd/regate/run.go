@@ -13,6 +13,7 @@ import (
 	"github.com/regate/regate/internal/attempt"
 	"github.com/regate/regate/internal/childenv"
 	"github.com/regate/regate/internal/config"
+	"github.com/regate/regate/internal/isolate"
 )
 
 func (a *app) runCommand() *cobra.Command {
@@ -40,12 +41,18 @@ found; 126 when it cannot be executed; 125 when regate itself fails.`,
 	fs.String("attempt-id", "", "the attempt's id (default 128 random bits)")
 	fs.StringToString("label", nil, "attempt label `KEY=VALUE` (repeatable), as input.attempt.labels")
 	fs.BoolP("quiet", "q", false, "do not print the summary of blocked connections")
+	fs.Bool("isolate", false, "run CMD in its own namespaces, the proxy its only way out (Linux)")
 	usageCode(cmd, exitRunFailed)
 	return cmd
 }
 
 // runSandboxed is `regate run`: every failure of regate itself exits 125.
 func (a *app) runSandboxed(cmd *cobra.Command, argv []string) error {
+	if on, _ := cmd.Flags().GetBool("isolate"); on {
+		if err := isolate.Available(); err != nil {
+			return withCode(exitRunFailed, err)
+		}
+	}
 	path, err := lookCommand(argv[0])
 	if err != nil {
 		return err

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/signal"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -19,21 +18,22 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Run the proxy as a daemon for many clients",
 		Long: `Serve runs the HTTP and SOCKS5 proxy listeners (loopback only unless
 --listen-any) until SIGINT or SIGTERM, then drains connections within the
-shutdown timeout. SIGHUP reloads the policy; local policy files are also
+shutdown timeout. SIGHUP reloads the policy (not on Windows); local policy files are also
 watched. Clients without proxy credentials are accepted as anonymous
 (attempt_id "") unless --allow-anonymous=false.
 
 The admin API (health, status, runtime policy and data, attempts,
 decisions, metrics) listens on --admin: by default the unix socket
 $XDG_RUNTIME_DIR/regate/admin.sock (else $TMPDIR/regate-UID/admin.sock),
-mode 0600; a loopback HOST:PORT requires the bearer token of
+mode 0600 (on Windows 127.0.0.1:8181, token %LOCALAPPDATA%\regate-admin.token);
+a loopback HOST:PORT requires the bearer token of
 --admin-token-file (generated, mode 0600, when the file does not exist).`,
 		Args: argsCode(cobra.NoArgs, exitError),
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.serve(cmd) },
 	}
 	fs := cmd.Flags()
 	addPolicyFlags(fs)
-	addListenerFlags(fs, "127.0.0.1:3128", "127.0.0.1:1080", "unix:"+config.DefaultAdminSocket())
+	addListenerFlags(fs, "127.0.0.1:3128", "127.0.0.1:1080", config.DefaultAdmin().Addr)
 	fs.Bool("allow-anonymous", true, "accept clients without proxy credentials")
 	usageCode(cmd, exitError)
 	return cmd
@@ -59,7 +59,7 @@ func (a *app) serve(cmd *cobra.Command) error {
 	log.Info("serving", "http", st.ls.addr(proxy.ListenerHTTP), "socks5", st.ls.addr(proxy.ListenerSOCKS5), "admin", st.adminAddr,
 		"policy", policySource(cfg.Policies, st.engine.Status().Bundles), "allow_anonymous", cfg.AllowAnonymous)
 	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	notifyReload(hup)
 	defer signal.Stop(hup)
 	for {
 		select {

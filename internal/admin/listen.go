@@ -2,8 +2,6 @@ package admin
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,15 +14,18 @@ import (
 	"time"
 )
 
-// maxSocketPath is the longest unix socket path Linux accepts.
-const maxSocketPath = 107
+// maxSocketPath is the longest unix socket path the platform accepts
+// (sun_path less its terminating NUL: 107 bytes on Linux and Windows, 103
+// on macOS).
+const maxSocketPath = len(syscall.RawSockaddrUnix{}.Path) - 1
 
 // IsUnix reports whether addr names a unix socket ("unix:PATH").
 func IsUnix(addr string) bool { return strings.HasPrefix(addr, "unix:") }
 
-// Listen opens the admin listener: "unix:PATH" (socket mode 0600, its
-// directory created 0700 when missing; a stale socket nobody answers on is
-// replaced, anything else at PATH is an error) or a loopback HOST:PORT.
+// Listen opens the admin listener: "unix:PATH" (a stale socket nobody
+// answers on is replaced, anything else at PATH is an error; ensureDir and
+// bindSocket say per platform how the socket is restricted: on unix mode
+// 0600 in a directory only this user can write) or a loopback HOST:PORT.
 func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		return listenUnix(ctx, path)
@@ -49,75 +50,29 @@ func listenUnix(ctx context.Context, path string) (net.Listener, error) {
 		}
 		path = abs
 	}
-	dir := filepath.Dir(path)
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(dir, ".regate-"+hex.EncodeToString(rnd[:]))
-	if len(path) > maxSocketPath || len(tmp) > maxSocketPath {
+	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("opening admin socket %s: path longer than %d bytes", path, maxSocketPath)
 	}
-	if err := ensureDir(dir); err != nil {
+	if err := ensureDir(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("opening admin socket %s: %w", path, err)
 	}
 	if err := checkStale(ctx, path); err != nil {
 		return nil, fmt.Errorf("opening admin socket %s: %w", path, err)
 	}
-	// Bind under a temporary name, restrict it, then rename it into place:
-	// the socket is never reachable with a wider mode, and a stale one is
-	// replaced atomically.
-	var lc net.ListenConfig
-	l, err := lc.Listen(ctx, "unix", tmp)
+	ul, err := bindSocket(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("opening admin socket %s: %w", path, err)
-	}
-	ul := l.(*net.UnixListener)
-	ul.SetUnlinkOnClose(false)
-	fail := func(err error) (net.Listener, error) {
-		_ = ul.Close()
-		_ = os.Remove(tmp)
-		return nil, fmt.Errorf("opening admin socket %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fail(err)
 	}
 	fi, err := os.Lstat(path)
 	if err != nil {
-		return fail(err)
+		_ = ul.Close()
+		return nil, fmt.Errorf("opening admin socket %s: %w", path, err)
 	}
 	return &unixListener{UnixListener: ul, addr: &net.UnixAddr{Name: path, Net: "unix"}, fi: fi}, nil
 }
 
-// ensureDir creates dir (mode 0700) when missing; an existing one must be a
-// directory owned by this user or root, and not writable by others unless
-// sticky (/tmp), so that nobody else can replace the socket.
-func ensureDir(dir string) error {
-	fi, err := os.Stat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("creating directory: %w", err)
-		}
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory", dir)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != uint32(os.Getuid()) && st.Uid != 0 {
-		return fmt.Errorf("directory %s belongs to another user (uid %d)", dir, st.Uid)
-	}
-	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0 {
-		return fmt.Errorf("directory %s is writable by other users", dir)
-	}
-	return nil
-}
-
 // checkStale accepts a missing path and a socket nobody answers on (the
-// rename replaces it); a live socket or any other file is an error.
+// bind replaces it); a live socket or any other file is an error.
 func checkStale(ctx context.Context, path string) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -135,7 +90,7 @@ func checkStale(ctx context.Context, path string) error {
 		_ = c.Close()
 		return errors.New("another process is serving on the socket (is regate serve already running? set --admin)")
 	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	if isRefused(err) {
 		return nil // stale: its server is gone
 	}
 	return fmt.Errorf("probing existing socket: %w", err)

@@ -70,16 +70,6 @@ type Config struct {
 	Proxy           ProxyLimits
 }
 
-// DefaultAdminSocket is where serve's admin API listens unless told
-// otherwise: $XDG_RUNTIME_DIR/regate/admin.sock, else
-// $TMPDIR/regate-UID/admin.sock.
-func DefaultAdminSocket() string {
-	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" && filepath.IsAbs(dir) {
-		return filepath.Join(dir, "regate", "admin.sock")
-	}
-	return filepath.Join(os.TempDir(), "regate-"+strconv.Itoa(os.Getuid()), "admin.sock")
-}
-
 // Admin is where the admin API listens.
 type Admin struct {
 	Addr      string // "unix:PATH", a loopback HOST:PORT, or "" when off
@@ -182,7 +172,11 @@ func setDefaults(v *viper.Viper, mode Mode) {
 		v.SetDefault("allow_anonymous", true)
 	}
 	if mode == ModeServe {
-		v.SetDefault(vkey("admin.addr"), "unix:"+DefaultAdminSocket())
+		d := DefaultAdmin()
+		v.SetDefault(vkey("admin.addr"), d.Addr)
+		if d.TokenFile != "" {
+			v.SetDefault(vkey("admin.token_file"), d.TokenFile)
+		}
 	}
 	if mode == ModeOneShot {
 		v.SetDefault(vkey("log.level"), "warn")

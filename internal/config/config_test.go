@@ -207,15 +207,14 @@ func TestKeysHaveEnvNames(t *testing.T) {
 
 func TestAdmin(t *testing.T) {
 	dir := t.TempDir()
-	t.Setenv("XDG_RUNTIME_DIR", dir)
 	tests := []struct {
 		name  string
 		mode  Mode
 		flags map[string]any
 		want  Admin
 	}{
-		{name: "serve default", mode: ModeServe, want: Admin{Addr: "unix:" + dir + "/regate/admin.sock"}},
-		{name: "serve off", mode: ModeServe, flags: map[string]any{"admin.addr": "off"}},
+		{name: "serve default", mode: ModeServe, want: DefaultAdmin()},
+		{name: "serve off", mode: ModeServe, flags: map[string]any{"admin.addr": "off"}, want: Admin{TokenFile: DefaultAdmin().TokenFile}},
 		{name: "run default off", mode: ModeRun},
 		{name: "token file to generate", mode: ModeRun,
 			flags: map[string]any{"admin.addr": "127.0.0.1:0", "admin.token_file": dir + "/token"},
