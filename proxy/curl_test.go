@@ -31,7 +31,7 @@ func TestCurl(t *testing.T) {
 	cfg := testConfig()
 	cfg.AllowAnonymous = false
 	cfg.Attempts = registry(t, attemptFixture("a1", "tok1"))
-	h := startProxy(t, cfg, allowHosts("allowed.test"))
+	h := startProxy(t, cfg, methodsDecider())
 	httpProxy := "http://a1:tok1@" + h.httpAddr
 	socks := "socks5h://a1:tok1@" + h.socksAddr
 	pPort, tPort := portOf(t, plain.URL), portOf(t, tlsUp.URL)
@@ -50,6 +50,10 @@ func TestCurl(t *testing.T) {
 		{"--socks5-hostname", []string{"--socks5-hostname", h.socksAddr, "-U", "a1:tok1", "http://allowed.test:" + pPort + "/s"}, "GET /s body=\n200", false},
 		{"socks5h:// https", []string{"-x", socks, "https://allowed.test:" + tPort + "/h"}, "GET /h body=\n200", false},
 		{"socks5h:// denied", []string{"-x", socks, "http://denied.test:" + pPort + "/"}, "", true},
+		// Read-only mode holds inside tunnels too.
+		{"-p -x POST (tunnel)", []string{"-p", "-x", httpProxy, "-X", "POST", "http://allowed.test:" + pPort + "/w"}, "is read-only", false},
+		{"socks5h:// DELETE", []string{"-x", socks, "-X", "DELETE", "http://allowed.test:" + pPort + "/w"}, "is read-only", false},
+		{"-p -x other virtual host", []string{"-p", "-x", httpProxy, "-H", "Host: evil.test", "http://allowed.test:" + pPort + "/"}, "400", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

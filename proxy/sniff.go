@@ -88,8 +88,10 @@ func isTokenChar(c byte) bool {
 // sniff reads the client's first bytes of a tunnel (pre: bytes the source
 // already read) until it can tell what they start. Waiting for the first
 // byte is bounded by the idle timeout (renewed while the upstream talks:
-// server-first protocols); once they have begun, by TLSPeekTimeout. It
-// returns every byte read; an error only when nothing could be read.
+// server-first protocols); once they have begun, by TLSPeekTimeout, after
+// which bytes that could still begin a request are taken as HTTP (fail
+// closed). It returns every byte read; an error only when nothing could be
+// read.
 func (p *Proxy) sniff(client net.Conn, pre []byte, last *atomic.Int64) ([]byte, sniffKind, error) {
 	buf := append(make([]byte, 0, max(len(pre), 4096)), pre...)
 	if len(buf) == 0 {
@@ -109,8 +111,17 @@ func (p *Proxy) sniff(client net.Conn, pre []byte, last *atomic.Int64) ([]byte, 
 	for more && len(buf) <= maxSniffLine {
 		n, err := client.Read(tmp[:min(len(tmp), maxSniffLine+1-len(buf))])
 		buf = append(buf, tmp[:n]...)
-		if kind, more = classifyFirst(buf); !more || (err != nil && n == 0) {
+		if kind, more = classifyFirst(buf); !more {
 			break
+		}
+		if err != nil && n == 0 {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// A client that stops before it can be told from HTTP is
+				// taken as HTTP: waiting out the timeout must not turn a
+				// request into a raw tunnel.
+				return buf, sniffHTTP, nil
+			}
+			break // the client closed: what it sent is relayed as it is
 		}
 	}
 	return buf, kind, nil
