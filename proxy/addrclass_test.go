@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -159,5 +160,56 @@ func TestSSRFWithoutAllowCIDRs(t *testing.T) {
 	rules := logged.rules()
 	if len(rules) != 2*len(tests) || !strings.HasPrefix(rules[0], "ssrf:") {
 		t.Fatalf("logged %v", rules)
+	}
+}
+
+// TestOwnAddressesInEverySpelling: under allow_cidrs that open everything,
+// neither the proxy's own listeners nor a protected (admin) address is
+// reachable through the proxy, whatever address the client names for this
+// host.
+func TestOwnAddressesInEverySpelling(t *testing.T) {
+	cfg := testConfig()
+	cfg.AllowCIDRs = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+	logged := &recordingLogger{}
+	cfg.DecisionLogger = logged
+	h := startProxy(t, cfg, DeciderFunc(func(context.Context, engine.Input) (engine.Decision, error) {
+		return engine.Decision{Allow: true, ID: "allow-all"}, nil
+	}))
+	admin := echoUpstream(t) // stands for the admin API
+	adminAddr, _ := net.ResolveTCPAddr("tcp", admin.Listener.Addr().String())
+	h.p.Protect(adminAddr)
+	hostAddr := ""
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if pfx, err := netip.ParsePrefix(a.String()); err == nil && pfx.Addr().Is4() && !pfx.Addr().IsLoopback() {
+				hostAddr = pfx.Addr().String()
+				break
+			}
+		}
+	}
+	for _, port := range []string{portOf(t, h.httpAddr), portOf(t, h.socksAddr), portOf(t, admin.URL)} {
+		hosts := []string{"0.0.0.0", "[::]", "[::ffff:127.0.0.1]", "127.0.0.2", "127.1", "2130706433", "0", "[::1]", "[::ffff:0.0.0.0]"}
+		if hostAddr != "" {
+			hosts = append(hosts, hostAddr)
+		} else if os.Getenv("CI") != "" {
+			t.Fatal("no non-loopback IPv4 interface address to test with")
+		}
+		for _, host := range hosts {
+			t.Run(host+":"+port, func(t *testing.T) {
+				_, _, resp := connect(t, h.httpAddr, host+":"+port, "")
+				if resp.StatusCode != 403 || !strings.Contains(resp.Status, "own listening address") {
+					t.Fatalf("CONNECT: %s", resp.Status)
+				}
+				raw := rawRequest(t, h.httpAddr, "GET http://"+host+":"+port+"/v1/status HTTP/1.1\r\nHost: "+host+":"+port+"\r\nConnection: close\r\n\r\n")
+				if !strings.HasPrefix(raw, "HTTP/1.1 403") {
+					t.Fatalf("GET: %q", statusLine(raw))
+				}
+			})
+		}
+	}
+	for _, r := range logged.rules() {
+		if r != "ssrf:proxy-loop" {
+			t.Fatalf("logged %v", logged.rules())
+		}
 	}
 }

@@ -65,23 +65,23 @@ func (g *guard) addOwn(addr net.Addr) {
 // never be reachable through the proxy. A unix address is ignored.
 func (p *Proxy) Protect(addr net.Addr) { p.guard.addOwn(addr) }
 
-// isOwn reports whether ap is one of the proxy's listening addresses.
+// isOwn reports whether a connection to ap could reach one of the proxy's
+// listening addresses: it is on one of their ports and ap is an address
+// of this host in any spelling the kernel accepts (the unspecified
+// addresses 0.0.0.0 and ::, which connect to the host itself; any
+// loopback address; the address of any interface). IPv4-mapped forms are
+// unmapped before. The exact listening address is own in any case.
 func (g *guard) isOwn(ap netip.AddrPort) bool {
 	g.mu.RLock()
-	defer g.mu.RUnlock()
-	for _, o := range g.own {
-		if o.Port() != ap.Port() {
-			continue
-		}
-		if o.Addr() == ap.Addr() || o.Addr().IsUnspecified() && isLocalAddr(ap.Addr()) {
-			return true
-		}
-	}
-	return false
+	exact := slices.Contains(g.own, ap)
+	onPort := slices.ContainsFunc(g.own, func(o netip.AddrPort) bool { return o.Port() == ap.Port() })
+	g.mu.RUnlock()
+	return exact || onPort && isLocalAddr(ap.Addr())
 }
 
 // isLocalAddr reports whether a belongs to this machine.
 func isLocalAddr(a netip.Addr) bool {
+	a = a.Unmap()
 	if a.IsLoopback() || a.IsUnspecified() {
 		return true
 	}
@@ -90,7 +90,7 @@ func isLocalAddr(a netip.Addr) bool {
 		return true // fail closed
 	}
 	for _, ia := range addrs {
-		if pfx, err := netip.ParsePrefix(ia.String()); err == nil && pfx.Addr().Unmap() == a {
+		if pfx, err := netip.ParsePrefix(ia.String()); err == nil && pfx.Addr().Unmap().WithZone("") == a.WithZone("") {
 			return true
 		}
 	}
