@@ -38,7 +38,10 @@ var classPhrases = map[string]string{
 
 // ssrfReason is the deny reason for class.
 func ssrfReason(class string) string {
-	return "destination resolves to " + classPhrases[class]
+	if class == classProxyLoop {
+		return "destination resolves to " + classPhrases[class]
+	}
+	return "destination resolves to " + classPhrases[class] + " (allow it with --allow-cidr or allow_cidrs)"
 }
 
 type classRange struct {

@@ -83,9 +83,24 @@ func answerHTTP(r Refusal) httpAnswer {
 	case ClassClosing:
 		return httpAnswer{code: code, text: "shutting down", body: "regate: proxy is shutting down\n"}
 	case ClassTimeout:
-		return httpAnswer{code: code, text: http.StatusText(code), body: "regate: upstream timed out: " + r.Err.Error() + "\n"}
+		msg := "upstream timed out: " + r.Err.Error()
+		return httpAnswer{code: code, text: msg, body: "regate: " + msg + "\n"}
 	}
-	return httpAnswer{code: code, text: http.StatusText(code), body: "regate: upstream failed: " + r.Err.Error() + "\n"}
+	msg := "upstream failed: " + r.Err.Error()
+	return httpAnswer{code: code, text: msg, body: "regate: " + msg + "\n"}
+}
+
+// send answers a plain request on the raw connection, so that the status
+// line carries the reason (clients that show only the status line say
+// why), and closes it; without a raw connection it answers through w.
+func (a httpAnswer) send(w http.ResponseWriter) {
+	c, _, err := hijack(w)
+	if err != nil {
+		a.write(w)
+		return
+	}
+	defer c.Close()
+	_ = writeRawResponse(c, a.code, a.text, a.header.Clone(), a.body)
 }
 
 // write answers on a ResponseWriter (a plain request).

@@ -1,9 +1,16 @@
 package proxy
 
 import (
+	"bytes"
+	"io"
+	"log/slog"
 	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestConnectAuth(t *testing.T) {
@@ -134,4 +141,48 @@ func TestProxyAuthBasicInURL(t *testing.T) {
 	if len(calls) != 1 || calls[0].AttemptID != "a1" || calls[0].Attempt == nil || calls[0].Attempt.Labels["team"] != "t" {
 		t.Fatalf("decider calls %+v", calls)
 	}
+}
+
+// TestAuthRefusalsCountedAndLogged: every 407 and SOCKS5 authentication
+// failure is counted by listener and logged, at most once a second.
+func TestAuthRefusalsCountedAndLogged(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	cfg := testConfig()
+	cfg.AllowAnonymous = false
+	cfg.Attempts = registry(t, attemptFixture("a1", "tok1"))
+	cfg.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	h := startProxy(t, cfg, allowHosts("allowed.test"))
+	for range 3 {
+		if _, _, resp := connect(t, h.httpAddr, "allowed.test:443", "Proxy-Authorization: Basic "+basicAuth("a1", "bad")+"\r\n"); resp.StatusCode != 407 {
+			t.Fatalf("CONNECT: %s", resp.Status)
+		}
+	}
+	got := socksRaw(t, h.socksAddr, []byte{5, 1, 2}, append([]byte{1, 2, 'a', '1', 3, 'b', 'a', 'd'}, 5, 1, 0, 1, 127, 0, 0, 1, 0, 80))
+	if len(got) < 4 || got[3] != 1 {
+		t.Fatalf("SOCKS5 answer % x, want an authentication failure", got)
+	}
+	if v := testutil.ToFloat64(h.p.m.authFailures.WithLabelValues(ListenerHTTP)); v != 3 {
+		t.Fatalf("HTTP auth failures = %v", v)
+	}
+	if v := testutil.ToFloat64(h.p.m.authFailures.WithLabelValues(ListenerSOCKS5)); v != 1 {
+		t.Fatalf("SOCKS5 auth failures = %v", v)
+	}
+	mu.Lock()
+	n := strings.Count(logs.String(), "proxy authentication refused")
+	mu.Unlock()
+	if n < 1 || n > 2 { // the burst within a second: one line (two if it straddled a second)
+		t.Fatalf("%d log lines for 4 refusals:\n%s", n, logs.String())
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }

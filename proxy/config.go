@@ -92,7 +92,11 @@ type Config struct {
 	DialTimeout    time.Duration // resolving and dialing upstream
 	IdleTimeout    time.Duration // tunnel and keep-alive idle time
 	MaxTunnels     int           // concurrent tunnels; 503 / SOCKS5 0x01 beyond
-	TLSPeekTimeout time.Duration // reading a tunnel's ClientHello once begun
+	// MaxTunnelsPerClient is each client's share of MaxTunnels (a client
+	// is its attempt, or its address when anonymous); 0: a quarter of
+	// MaxTunnels, or all of them when an attempt is bound (regate run).
+	MaxTunnelsPerClient int
+	TLSPeekTimeout      time.Duration // reading a tunnel's ClientHello once begun
 }
 
 // validate fills defaults and reports every problem at once.
@@ -111,6 +115,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxTunnels < 0 {
 		errs = append(errs, fmt.Errorf("max tunnels %d is negative", c.MaxTunnels))
+	}
+	if c.MaxTunnelsPerClient < 0 {
+		errs = append(errs, fmt.Errorf("max tunnels per client %d is negative", c.MaxTunnelsPerClient))
 	}
 	for i, p := range c.AllowCIDRs {
 		if !p.IsValid() {
@@ -136,6 +143,10 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&c.MaxTunnels, DefaultMaxTunnels)
 	setDefault(&c.TLSPeekTimeout, DefaultTLSPeekTimeout)
+	if c.BoundAttempt != "" {
+		setDefault(&c.MaxTunnelsPerClient, c.MaxTunnels)
+	}
+	setDefault(&c.MaxTunnelsPerClient, max(1, c.MaxTunnels/4))
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

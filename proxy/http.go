@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 
@@ -68,7 +69,7 @@ func (p *Proxy) recoverHTTP(w http.ResponseWriter, r *http.Request) {
 	if rec == http.ErrAbortHandler {
 		panic(rec)
 	}
-	p.log.Error("handler panicked; connection denied", "panic", rec, "method", r.Method, "target", r.RequestURI)
+	p.log.Error("handler panicked; connection denied", "panic", rec, "method", r.Method, "target", r.RequestURI, "stack", string(debug.Stack()))
 	writeHTTPError(w, http.StatusInternalServerError, "internal proxy error", true)
 }
 
@@ -104,14 +105,14 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, dest Dest, 
 	f.in.Path = path
 	f.drive(func(f *flow) error {
 		if !f.decide(r.Context()) {
-			answerHTTP(f.refusal(nil)).write(w)
+			answerHTTP(f.refusal(nil)).send(w)
 			return nil
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), p.cfg.DialTimeout)
 		addrs, err := p.plan(ctx, f)
 		cancel()
 		if err != nil {
-			answerHTTP(f.refusal(err)).write(w)
+			answerHTTP(f.refusal(err)).send(w)
 			return err
 		}
 		fw := &forwarding{f: f, addrs: addrs}
@@ -120,12 +121,18 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, dest Dest, 
 	})
 }
 
+// identifyHTTP identifies the client of a request by its
+// Proxy-Authorization; a refusal is recorded.
 func (p *Proxy) identifyHTTP(r *http.Request) (Identity, error) {
 	creds, err := parseProxyAuthorization(r.Header.Get("Proxy-Authorization"))
-	if err != nil {
-		return Identity{}, err
+	who := Identity{}
+	if err == nil {
+		who, err = p.Identify(creds)
 	}
-	return p.Identify(creds)
+	if err != nil {
+		p.authRefused(ListenerHTTP, r.RemoteAddr, err)
+	}
+	return who, err
 }
 
 // plainTarget is the destination of an absolute-form request; the Host

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
@@ -102,18 +103,22 @@ func TestPlainHTTPKeepAliveDecidesEachRequest(t *testing.T) {
 	port := portOf(t, up.URL)
 	d := allowHosts("allowed.test")
 	h := startProxy(t, testConfig(), d)
-	c, err := net.Dial("tcp", h.httpAddr)
-	if err != nil {
-		t.Fatal(err)
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", h.httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, bufio.NewReader(c)
 	}
-	defer c.Close()
+	c, br := dial()
 	get := func(host string) *http.Response {
 		t.Helper()
 		_, err := io.WriteString(c, "GET http://"+host+":"+port+"/ HTTP/1.1\r\nHost: "+host+":"+port+"\r\n\r\n")
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := http.ReadResponse(bufioReader(c), nil)
+		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,9 +129,11 @@ func TestPlainHTTPKeepAliveDecidesEachRequest(t *testing.T) {
 	if r := get("allowed.test"); r.StatusCode != 200 {
 		t.Fatalf("first request: %d", r.StatusCode)
 	}
-	if r := get("denied.test"); r.StatusCode != 403 {
-		t.Fatalf("second request on the same connection: %d, want 403", r.StatusCode)
+	r := get("denied.test")
+	if r.StatusCode != 403 || !strings.Contains(r.Status, "not on the test list") || !r.Close {
+		t.Fatalf("second request on the same connection: %q close=%v, want 403 with the reason, closing", r.Status, r.Close)
 	}
+	c, br = dial() // a deny closes the connection: its status line carries the reason
 	if r := get("allowed.test"); r.StatusCode != 200 {
 		t.Fatalf("third request: %d", r.StatusCode)
 	}

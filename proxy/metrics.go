@@ -10,11 +10,12 @@ import (
 // metrics are the proxy's collectors; they exist (unregistered) even when
 // Config.Registerer is nil so that callers never check.
 type metrics struct {
-	active     *prometheus.GaugeVec
-	bytes      *prometheus.CounterVec
-	dialErrors *prometheus.CounterVec
-	ssrf       *prometheus.CounterVec
-	ownDenies  *prometheus.CounterVec
+	active       *prometheus.GaugeVec
+	bytes        *prometheus.CounterVec
+	dialErrors   *prometheus.CounterVec
+	ssrf         *prometheus.CounterVec
+	ownDenies    *prometheus.CounterVec
+	authFailures *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -39,6 +40,10 @@ func newMetrics() *metrics {
 			Name: "regate_proxy_denies_total",
 			Help: "Connections the proxy denied itself after the policy allowed them (SSRF guard, TLS check, tunnel limit), by rule.",
 		}, []string{"rule"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "regate_proxy_auth_failures_total",
+			Help: "Clients refused for their proxy credentials (407, SOCKS5 authentication failure), by listener.",
+		}, []string{"listener"}),
 	}
 }
 
@@ -48,7 +53,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 		return nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.active, m.bytes, m.dialErrors, m.ssrf, m.ownDenies} {
+	for _, c := range []prometheus.Collector{m.active, m.bytes, m.dialErrors, m.ssrf, m.ownDenies, m.authFailures} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -115,11 +115,12 @@ func (p *Proxy) tunnelStages(ctx context.Context, f *flow, c Conn) error {
 		return p.refuse(c.Answer, f, ErrClosed)
 	}
 	defer release() // after the slot: Shutdown returns with no tunnel counted
-	if !p.acquireTunnel() {
-		f.ownDeny(ruleTunnelLimit, "too many open tunnels")
+	releaseSlot, refused := p.slots.acquire(f)
+	if refused != "" {
+		f.ownDeny(ruleTunnelLimit, refused)
 		return p.refuse(c.Answer, f, errTooManyTunnels)
 	}
-	defer p.releaseTunnel()
+	defer releaseSlot()
 	up, err := p.connect(ctx, f)
 	if err != nil {
 		return p.refuse(c.Answer, f, err)

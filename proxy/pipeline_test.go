@@ -349,15 +349,19 @@ func testUpstreamFailures(t *testing.T, src source) {
 	tests := []struct {
 		name, target string
 		class        Class
+		cause        string // in the CONNECT status text
 	}{
-		{"refused", "allowed.test:" + closedPort, ClassRefused},
-		{"DNS failure", "nxdomain.test:443", ClassDNS},
+		{"refused", "allowed.test:" + closedPort, ClassRefused, "connection refused"},
+		{"DNS failure", "nxdomain.test:443", ClassDNS, "resolving nxdomain.test"},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, ans := src.open(t, h, tc.target)
 			if ans.ok || ans.code != src.want[tc.class] {
 				t.Fatalf("answer %+v, want code %#x", ans, src.want[tc.class])
+			}
+			if src.listener == ListenerHTTP && !strings.Contains(ans.text, tc.cause) {
+				t.Fatalf("status text %q, want the cause %q", ans.text, tc.cause)
 			}
 			o := h.out.wait(t, i+1)[i]
 			if !o.Allowed || refusalClass(o.Err) != tc.class {

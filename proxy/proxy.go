@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -33,7 +32,8 @@ type Proxy struct {
 	transport *http.Transport
 	now       func() time.Time
 
-	tunnels atomic.Int64
+	slots   *slots
+	authLog sometimes
 
 	baseCtx context.Context // canceled when Shutdown gives up draining
 	cancel  context.CancelFunc
@@ -74,6 +74,8 @@ func New(cfg Config, d Decider) (*Proxy, error) {
 			dialer:      cfg.Dial,
 		},
 		m:       newMetrics(),
+		slots:   newSlots(cfg.MaxTunnels, cfg.MaxTunnelsPerClient),
+		authLog: sometimes{interval: authLogInterval},
 		now:     time.Now,
 		servers: make(map[*http.Server]struct{}),
 		sources: make(map[io.Closer]struct{}),
@@ -88,19 +90,8 @@ func New(cfg Config, d Decider) (*Proxy, error) {
 	return p, nil
 }
 
-// ActiveTunnels returns the number of open CONNECT and SOCKS5 tunnels.
-func (p *Proxy) ActiveTunnels() int { return int(p.tunnels.Load()) }
-
-// acquireTunnel takes one of MaxTunnels slots.
-func (p *Proxy) acquireTunnel() bool {
-	if p.tunnels.Add(1) > int64(p.cfg.MaxTunnels) {
-		p.tunnels.Add(-1)
-		return false
-	}
-	return true
-}
-
-func (p *Proxy) releaseTunnel() { p.tunnels.Add(-1) }
+// ActiveTunnels returns the number of open tunnels.
+func (p *Proxy) ActiveTunnels() int { return int(p.slots.open.Load()) }
 
 // addListener registers ln (and srv, for the HTTP listener) for Shutdown
 // and for the loop guard; false once Shutdown has begun.
@@ -202,7 +193,8 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 
 	var errs []error
 	for _, srv := range servers {
-		if err := srv.Shutdown(ctx); err != nil {
+		// Shutdown's own close of a listener closed above is no failure.
+		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
 			_ = srv.Close()
 			errs = append(errs, fmt.Errorf("shutting down HTTP listener: %w", err))
 		}

@@ -83,6 +83,9 @@ func (p *Proxy) socksHandshake(c net.Conn, br *bufio.Reader) (Identity, socksReq
 	}
 	who, err := p.socksAuth(c, br, methods)
 	if err != nil {
+		if errors.Is(err, errAuth) {
+			p.authRefused(ListenerSOCKS5, c.RemoteAddr().String(), err)
+		}
 		return Identity{}, socksRequest{}, err
 	}
 	req, err := readRequest(br)

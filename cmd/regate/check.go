@@ -26,7 +26,7 @@ downloaded and activated. Exit status 0 when everything is valid, 1 otherwise.`,
 	}
 	fs := cmd.Flags()
 	addPolicyFlags(fs)
-	addListenerFlags(fs, "127.0.0.1:3128", "127.0.0.1:1080", "off")
+	addListenerFlags(fs, "127.0.0.1:3128", "127.0.0.1:1080", "off", true)
 	fs.Bool("allow-anonymous", true, "accept clients without proxy credentials")
 	fs.Duration("wait", 10*time.Second, "how long to wait for remote bundles to activate")
 	usageCode(cmd, exitError)

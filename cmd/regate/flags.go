@@ -54,13 +54,13 @@ func addPolicyFlags(fs *pflag.FlagSet) {
 }
 
 // addListenerFlags adds the listener flags of run and serve.
-func addListenerFlags(fs *pflag.FlagSet, httpDef, socksDef, adminDef string) {
+func addListenerFlags(fs *pflag.FlagSet, httpDef, socksDef, adminDef string, watchDef bool) {
 	fs.String("http", "", "HTTP proxy listener `ADDR`, or off (default "+httpDef+")")
 	fs.String("socks", "", "SOCKS5 listener `ADDR`, or off (default "+socksDef+")")
 	fs.String("admin", "", "admin API `ADDR`: unix:PATH or loopback HOST:PORT, or off (default "+adminDef+")")
 	fs.String("admin-token-file", "", "bearer token `FILE` for a TCP admin listener (generated when missing)")
 	fs.Bool("listen-any", false, "allow proxy listeners on non-loopback addresses")
-	fs.Bool("watch", true, "reload local policy files when they change")
+	fs.Bool("watch", watchDef, "reload local policy files when they change")
 	fs.Duration("shutdown-timeout", 0, "how long shutdown drains connections")
 }
 

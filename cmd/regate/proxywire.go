@@ -33,7 +33,9 @@ func newProxy(cfg *config.Config, e *engine.Engine, bound string, log *slog.Logg
 		DialTimeout:    cfg.Proxy.DialTimeout,
 		IdleTimeout:    cfg.Proxy.IdleTimeout,
 		MaxTunnels:     cfg.Proxy.MaxTunnels,
-		TLSPeekTimeout: cfg.Proxy.TLSPeekTimeout,
+
+		MaxTunnelsPerClient: cfg.Proxy.MaxTunnelsPerClient,
+		TLSPeekTimeout:      cfg.Proxy.TLSPeekTimeout,
 	}
 	var d proxy.Decider = proxy.DeciderFunc(func(context.Context, engine.Input) (engine.Decision, error) {
 		return engine.Decision{Reason: "no policy engine"}, nil

@@ -37,7 +37,7 @@ found; 126 when it cannot be executed; 125 when regate itself fails.`,
 	fs := cmd.Flags()
 	fs.SetInterspersed(false) // everything from CMD on belongs to CMD
 	addPolicyFlags(fs)
-	addListenerFlags(fs, "127.0.0.1:0, an ephemeral port", "127.0.0.1:0", "off")
+	addListenerFlags(fs, "127.0.0.1:0, an ephemeral port", "127.0.0.1:0", "off", false)
 	fs.String("attempt-id", "", "the attempt's id (default 128 random bits)")
 	fs.StringToString("label", nil, "attempt label `KEY=VALUE` (repeatable), as input.attempt.labels")
 	fs.BoolP("quiet", "q", false, "do not print the summary of blocked connections")
@@ -104,6 +104,9 @@ func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
 	}
 	if st.adminAddr != "" {
 		st.log.Info("admin API listening", "admin", st.adminAddr)
+	}
+	if cfg.Watch && len(cfg.Policies) > 0 {
+		fmt.Fprintln(a.stderr, "regate: warning: --watch reloads the policy files when they change, and the command can write them")
 	}
 	sb := &sandbox{stack: st, id: id, token: token, summary: newBlockedSummary()}
 	sb.unobserve = st.engine.Observe(sb.summary.observe)

@@ -33,7 +33,7 @@ a loopback HOST:PORT requires the bearer token of
 	}
 	fs := cmd.Flags()
 	addPolicyFlags(fs)
-	addListenerFlags(fs, "127.0.0.1:3128", "127.0.0.1:1080", config.DefaultAdmin().Addr)
+	addListenerFlags(fs, "127.0.0.1:3128", "127.0.0.1:1080", config.DefaultAdmin().Addr, true)
 	fs.Bool("allow-anonymous", true, "accept clients without proxy credentials")
 	usageCode(cmd, exitError)
 	return cmd

@@ -80,6 +80,9 @@ type Admin struct {
 type ProxyLimits struct {
 	HeaderTimeout, DialTimeout, IdleTimeout, TLSPeekTimeout time.Duration
 	MaxHeaderBytes, MaxTunnels                              int
+	// MaxTunnelsPerClient is each client's share of MaxTunnels: an attempt's,
+	// or an anonymous client address's.
+	MaxTunnelsPerClient int
 }
 
 // Options says where the configuration comes from.
@@ -161,6 +164,9 @@ func setDefaults(v *viper.Viper, mode Mode) {
 	v.SetDefault("shutdown_timeout", 30*time.Second)
 	switch mode {
 	case ModeRun:
+		// The command run is who run guards against: it could write the
+		// policy files, so they are not watched unless asked.
+		v.SetDefault("watch", false)
 		v.SetDefault("http", "127.0.0.1:0")
 		v.SetDefault("socks", "127.0.0.1:0")
 		v.SetDefault("allow_anonymous", false)

@@ -46,6 +46,8 @@ func validate(w *wire, fromFile func(string) any, flags map[string]any) (*Config
 			TLSPeekTimeout: p.duration("proxy.tls_peek_timeout", w.Proxy.TLSPeekTimeout),
 			MaxHeaderBytes: p.count("proxy.max_header_bytes", w.Proxy.MaxHeaderBytes),
 			MaxTunnels:     p.count("proxy.max_tunnels", w.Proxy.MaxTunnels),
+
+			MaxTunnelsPerClient: p.count("proxy.max_tunnels_per_client", w.Proxy.MaxTunnelsPerClient),
 		},
 	}
 	cfg.HTTP = p.listener("http", w.HTTP, w.ListenAny)

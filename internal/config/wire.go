@@ -58,6 +58,8 @@ type wireProxy struct {
 	TLSPeekTimeout time.Duration `mapstructure:"tls_peek_timeout"`
 	MaxHeaderBytes int           `mapstructure:"max_header_bytes"`
 	MaxTunnels     int           `mapstructure:"max_tunnels"`
+
+	MaxTunnelsPerClient int `mapstructure:"max_tunnels_per_client"`
 }
 
 // keyInfo describes one configuration key.

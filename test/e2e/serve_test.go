@@ -92,8 +92,10 @@ func TestServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(b), `"path":"regate/network/decision"`); n != 3 {
-		t.Errorf("decision log has %d events, want 3:\n%s", n, b)
+	// The plain GET, the SOCKS5 tunnel and the GET inside it (decided
+	// as plain HTTP), the blocked GET.
+	if n := strings.Count(string(b), `"path":"regate/network/decision"`); n != 4 {
+		t.Errorf("decision log has %d events, want 4:\n%s", n, b)
 	}
 }
 
