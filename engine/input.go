@@ -17,6 +17,9 @@ const (
 	SchemeSOCKS5 = "socks5" // a SOCKS5 CONNECT
 )
 
+// Schemes are every value input.scheme takes.
+var Schemes = []string{SchemeHTTP, SchemeHTTPS, SchemeSOCKS5}
+
 // MethodConnect is the method of every tunnel, HTTP or SOCKS5.
 const MethodConnect = "CONNECT"
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -118,10 +119,8 @@ func decideInput(cmd *cobra.Command, target string) (engine.Input, error) {
 	if scheme == "" {
 		scheme = t.scheme
 	}
-	switch scheme {
-	case engine.SchemeHTTP, engine.SchemeHTTPS, engine.SchemeSOCKS5:
-	default:
-		return engine.Input{}, fmt.Errorf("--scheme %q: want http, https or socks5", scheme)
+	if !slices.Contains(engine.Schemes, scheme) {
+		return engine.Input{}, fmt.Errorf("--scheme %q: want one of %s", scheme, strings.Join(engine.Schemes, ", "))
 	}
 	if method == "" {
 		method = engine.MethodConnect
