@@ -14,6 +14,7 @@ import (
 
 	"github.com/regate/regate/engine"
 	"github.com/regate/regate/internal/config"
+	"github.com/regate/regate/internal/private"
 	"github.com/regate/regate/policies"
 )
 
@@ -27,7 +28,8 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 // decisionLog opens the decision-log sink: nil when off, stdout for "-",
-// else the file (appended, private to the user).
+// else the file (appended; created 0600; an existing one must be ours and
+// not writable by others, internal/private's Log rule).
 func (a *app) decisionLog(cfg *config.Config) (io.Writer, func(), error) {
 	switch cfg.DecisionLog {
 	case "":
@@ -37,6 +39,10 @@ func (a *app) decisionLog(cfg *config.Config) (io.Writer, func(), error) {
 	}
 	f, err := os.OpenFile(cfg.DecisionLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
+		return nil, nil, fmt.Errorf("opening decision log: %w", err)
+	}
+	if err := private.Check(f, private.Log); err != nil {
+		_ = f.Close()
 		return nil, nil, fmt.Errorf("opening decision log: %w", err)
 	}
 	return f, func() { _ = f.Close() }, nil

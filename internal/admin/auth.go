@@ -7,27 +7,43 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/server/types"
+
+	"github.com/regate/regate/internal/private"
 )
 
 // minTokenLen refuses tokens too short to resist guessing (16 characters,
 // e.g. 64 bits in hex).
 const minTokenLen = 16
 
+// maxTokenFile bounds what is read of the token file.
+const maxTokenFile = 4 << 10
+
 // LoadToken reads the bearer token from path. When the file does not
 // exist, it generates 128 random bits, writes them there (mode 0600, never
-// replacing a file) and reports generated.
+// replacing a file) and reports generated. An existing file must be
+// private to this user (internal/private's Secret rule): another user's, or
+// one others can read, holds a token they may know.
 func LoadToken(path string) (token string, generated bool, err error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		token, err = writeToken(path)
 		return token, err == nil, err
 	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading admin token: %w", err)
+	}
+	defer f.Close()
+	if err := private.Check(f, private.Secret); err != nil {
+		return "", false, fmt.Errorf("reading admin token: %w", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile))
 	if err != nil {
 		return "", false, fmt.Errorf("reading admin token: %w", err)
 	}
