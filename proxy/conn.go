@@ -43,10 +43,11 @@ type clientListener struct {
 	p        *Proxy
 	listener string
 	framing  bool
+	retry    acceptRetry // net/http retries fewer accept errors
 }
 
 func (l *clientListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
+	c, err := l.retry.accept(l.Listener, l.p.log, l.listener)
 	if err != nil {
 		return nil, err
 	}

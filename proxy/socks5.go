@@ -18,22 +18,15 @@ func (p *Proxy) ServeSOCKS(ln net.Listener) error {
 		_ = ln.Close()
 		return ErrClosed
 	}
-	var backoff time.Duration
+	var retry acceptRetry
 	for {
-		c, err := ln.Accept()
+		c, err := retry.accept(ln, p.log, ListenerSOCKS5)
 		if err != nil {
 			if p.isClosing() {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
-				continue
-			}
 			return fmt.Errorf("serving SOCKS5: %w", err)
 		}
-		backoff = 0
 		cc := p.newClientConn(c, ListenerSOCKS5, false)
 		release, ok := p.track(cc)
 		if !ok {
