@@ -1,10 +1,8 @@
 package engine
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"io"
 	"sync"
 	"sync/atomic"
 
@@ -43,7 +41,7 @@ type pipeline struct {
 	stopc   chan struct{}
 	done    chan struct{}
 	opa     *logs.Plugin
-	out     *bufio.Writer // the JSON-lines sink, flushed whenever the queue empties
+	out     *lineWriter // the JSON-lines sink, flushed whenever the queue empties
 	ring    *ring
 	metrics *collectors
 	cur     atomic.Pointer[item] // the item being delivered, for the sink plugin
@@ -63,7 +61,7 @@ func newPipeline(cfg Config, m *collectors) *pipeline {
 		q:       make(chan *item, cfg.LogQueue),
 		stopc:   make(chan struct{}),
 		done:    make(chan struct{}),
-		out:     newLineWriter(cfg.DecisionLog),
+		out:     newLineWriter(cfg.DecisionLog, cfg.Logger.With("component", "engine"), m),
 		ring:    newRing(cfg.RingSize),
 		metrics: m,
 		obs:     map[int]func(*Event){},
@@ -114,20 +112,11 @@ func (p *pipeline) run() {
 	}
 }
 
-// newLineWriter buffers the JSON-lines sink: a burst of decisions becomes
-// one write, and nothing waits in the buffer once the queue is empty.
-func newLineWriter(w io.Writer) *bufio.Writer {
-	if w == nil {
-		return nil
-	}
-	return bufio.NewWriterSize(w, 64<<10)
-}
-
+// flush writes the JSON lines buffered: a burst of decisions becomes one
+// write, and nothing waits in the buffer once the queue is empty.
 func (p *pipeline) flush() {
-	if p.out != nil && p.out.Buffered() > 0 {
-		if err := p.out.Flush(); err != nil {
-			p.metrics.logErrors.Inc()
-		}
+	if p.out != nil {
+		p.out.flush()
 	}
 }
 
@@ -199,8 +188,7 @@ func (p *pipeline) fanout(it *item, v1 logs.EventV1) {
 	ev.EventV1 = v1
 	if p.out != nil {
 		if b, err := json.Marshal(&ev.EventV1); err == nil {
-			_, _ = p.out.Write(b)
-			_ = p.out.WriteByte('\n')
+			p.out.add(b)
 		} else {
 			p.metrics.logErrors.Inc()
 		}

@@ -15,6 +15,7 @@ type collectors struct {
 	revision           *prometheus.GaugeVec
 	logDropped         prometheus.Counter
 	logErrors          prometheus.Counter
+	logWriteDropped    prometheus.Counter
 	subscribersDropped prometheus.Counter
 	cacheHits          prometheus.Counter
 }
@@ -44,7 +45,11 @@ func newMetrics(reg prometheus.Registerer) (*collectors, error) {
 		}),
 		logErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "regate_decision_log_errors_total",
-			Help: "Decision events that a sink failed to encode or write.",
+			Help: "Failed decision-log writes, and events that could not be encoded or handed to OPA's decision-log plugin.",
+		}),
+		logWriteDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "regate_decision_log_write_dropped_total",
+			Help: "Decision events lost from the JSON-lines log because a write failed (the other sinks still received them).",
 		}),
 		subscribersDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "regate_decision_stream_dropped_total",
@@ -59,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) (*collectors, error) {
 		m.reloads.WithLabelValues(r)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.decisions, m.duration, m.reloads, m.revision, m.logDropped, m.logErrors, m.subscribersDropped, m.cacheHits} {
+		for _, c := range []prometheus.Collector{m.decisions, m.duration, m.reloads, m.revision, m.logDropped, m.logErrors, m.logWriteDropped, m.subscribersDropped, m.cacheHits} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering engine metrics: %w", err)
 			}
