@@ -26,10 +26,18 @@ type daemon struct {
 // "serving" log line, which names the listeners.
 func startServe(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	return startServeWith(t, func(*exec.Cmd) {}, args...)
+}
+
+// startServeWith is startServe with prep changing the command first (its
+// standard output, say).
+func startServeWith(t *testing.T, prep func(*exec.Cmd), args ...string) *daemon {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	args = append([]string{"serve", "--http", "127.0.0.1:0", "--socks", "127.0.0.1:0", "--log-format", "json", "--log-level", "info"}, args...)
 	cmd := regateCmd(ctx, nil, args...)
+	prep(cmd)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
