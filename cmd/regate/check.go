@@ -40,7 +40,7 @@ func (a *app) check(cmd *cobra.Command) error {
 	}
 	log := newLogger(cfg, a.stderr)
 	reg := prometheus.NewRegistry()
-	if _, err := newProxy(cfg, nil, "", log, reg, nil); err != nil {
+	if _, err := newProxy(cfg, nil, "", log, reg, nil, nil); err != nil {
 		return fmt.Errorf("invalid proxy configuration: %w", err)
 	}
 	ctx := cmd.Context()

@@ -18,8 +18,9 @@ import (
 var _ proxy.Decider = (*engine.Engine)(nil)
 
 // newProxy maps the configuration onto the proxy's. A nil engine builds a
-// proxy that denies everything (for `check`, which only validates).
-func newProxy(cfg *config.Config, e *engine.Engine, bound string, log *slog.Logger, reg prometheus.Registerer, attempts *attempt.Registry) (*proxy.Proxy, error) {
+// proxy that denies everything (for `check`, which only validates);
+// onOutcome (nil: none) receives every connection's outcome.
+func newProxy(cfg *config.Config, e *engine.Engine, bound string, log *slog.Logger, reg prometheus.Registerer, attempts *attempt.Registry, onOutcome func(proxy.Outcome)) (*proxy.Proxy, error) {
 	pc := proxy.Config{
 		Logger:         log,
 		Attempts:       attempts,
@@ -36,6 +37,7 @@ func newProxy(cfg *config.Config, e *engine.Engine, bound string, log *slog.Logg
 
 		MaxTunnelsPerClient: cfg.Proxy.MaxTunnelsPerClient,
 		TLSPeekTimeout:      cfg.Proxy.TLSPeekTimeout,
+		OnOutcome:           onOutcome,
 	}
 	var d proxy.Decider = proxy.DeciderFunc(func(context.Context, engine.Input) (engine.Decision, error) {
 		return engine.Decision{Reason: "no policy engine"}, nil

@@ -98,7 +98,8 @@ func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
 		return nil, err
 	}
 	token := attempt.NewToken()
-	st, err := a.assemble(cmd.Context(), cfg, stackOptions{bound: &attempt.Attempt{ID: id, Token: token, Labels: labels}})
+	summary := newBlockedSummary()
+	st, err := a.assemble(cmd.Context(), cfg, stackOptions{bound: &attempt.Attempt{ID: id, Token: token, Labels: labels}, onOutcome: summary.outcome})
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +109,7 @@ func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
 	if cfg.Watch && len(cfg.Policies) > 0 {
 		fmt.Fprintln(a.stderr, "regate: warning: --watch reloads the policy files when they change, and the command can write them")
 	}
-	sb := &sandbox{stack: st, id: id, token: token, summary: newBlockedSummary()}
+	sb := &sandbox{stack: st, id: id, token: token, summary: summary}
 	sb.unobserve = st.engine.Observe(sb.summary.observe)
 	st.serve()
 	return sb, nil

@@ -29,6 +29,8 @@ type stackOptions struct {
 	bound *attempt.Attempt
 	// ready is serve's listener readiness, for /health.
 	ready func() error
+	// onOutcome is run's summary of failed connections.
+	onOutcome func(proxy.Outcome)
 }
 
 // assemble starts the engine (the policy compiles here, so its error comes
@@ -52,7 +54,7 @@ func (a *app) assemble(ctx context.Context, cfg *config.Config, o stackOptions) 
 		}
 		bound = o.bound.ID
 	}
-	if s.proxy, err = newProxy(cfg, s.engine.Engine, bound, s.log, reg, s.attempts); err != nil {
+	if s.proxy, err = newProxy(cfg, s.engine.Engine, bound, s.log, reg, s.attempts, o.onOutcome); err != nil {
 		return nil, err
 	}
 	if s.ls, err = listen(ctx, listenerSpecs(cfg)); err != nil {

@@ -1,27 +1,46 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 
 	"github.com/regate/regate/engine"
+	"github.com/regate/regate/proxy"
 )
 
-// blockedSummary counts the denied connections per destination and reason,
-// fed by the engine's decision events.
+// Bounds of the summary, whatever the child does.
+const (
+	summaryShown     = 20   // destinations printed
+	summaryKept      = 1024 // destinations counted one by one; the rest only in total
+	summaryReasonMax = 200  // bytes of a reason kept
+)
+
+// blockedSummary counts `regate run`'s denied connections (from the
+// engine's decision events) and its failed ones (allowed, but the upstream
+// could not be reached: from the proxy's outcomes), per destination and
+// reason.
 type blockedSummary struct {
 	mu    sync.Mutex
-	order []blockedKey
-	count map[blockedKey]int
+	order []summaryKey // first seen first
+	count map[summaryKey]int
+	// beyond summaryKept destinations, connections are only counted
+	untracked int
 }
 
-type blockedKey struct{ dest, reason string }
+type summaryKey struct {
+	failed       bool
+	dest, reason string
+}
 
 func newBlockedSummary() *blockedSummary {
-	return &blockedSummary{count: map[blockedKey]int{}}
+	return &blockedSummary{count: map[summaryKey]int{}}
 }
 
 // observe is the engine observer: it keeps the deny events.
@@ -29,25 +48,81 @@ func (s *blockedSummary) observe(ev *engine.Event) {
 	if ev.Allow {
 		return
 	}
-	k := blockedKey{dest: net.JoinHostPort(ev.Host, strconv.Itoa(ev.Port)), reason: ev.Reason}
+	s.add(summaryKey{dest: joinDest(ev.Host, ev.Port), reason: ev.Reason})
+}
+
+// outcome is the proxy's outcome callback: it keeps the allowed
+// connections whose upstream could not be reached (nothing was dialed).
+func (s *blockedSummary) outcome(o proxy.Outcome) {
+	if !o.Allowed || o.Err == nil || o.Upstream != "" || errors.Is(o.Err, context.Canceled) {
+		return
+	}
+	s.add(summaryKey{failed: true, dest: joinDest(o.Host, o.Port), reason: failure(o.Err)})
+}
+
+func (s *blockedSummary) add(k summaryKey) {
+	k.dest, k.reason = clip(k.dest, summaryReasonMax), clip(k.reason, summaryReasonMax)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.count[k] == 0 {
+	if _, ok := s.count[k]; !ok {
+		if len(s.order) >= summaryKept {
+			s.untracked++
+			return
+		}
 		s.order = append(s.order, k)
 	}
 	s.count[k]++
 }
 
-// print writes one line per destination and reason, in first-seen order.
+// print writes the most frequent destinations, one line each (ties in
+// first-seen order), then how many more there were; every string is made
+// printable.
 func (s *blockedSummary) print(w io.Writer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, k := range s.order {
+	keys := slices.Clone(s.order)
+	slices.SortStableFunc(keys, func(a, b summaryKey) int { return s.count[b] - s.count[a] })
+	for _, k := range keys[:min(len(keys), summaryShown)] {
 		n := s.count[k]
-		noun := "connections"
-		if n == 1 {
-			noun = "connection"
+		if k.failed {
+			fmt.Fprintf(w, "regate: %d %s to %s failed — %s\n", n, connections(n), printable(k.dest), printable(k.reason))
+		} else {
+			fmt.Fprintf(w, "regate: blocked %d %s to %s — %s\n", n, connections(n), printable(k.dest), printable(k.reason))
 		}
-		fmt.Fprintf(w, "regate: blocked %d %s to %s — %s\n", n, noun, k.dest, k.reason)
 	}
+	more, conns := 0, s.untracked
+	for _, k := range keys[min(len(keys), summaryShown):] {
+		more++
+		conns += s.count[k]
+	}
+	switch {
+	case s.untracked > 0:
+		fmt.Fprintf(w, "regate: and at least %d more destinations, %d %s\n", more+1, conns, connections(conns))
+	case more > 0:
+		fmt.Fprintf(w, "regate: and %d more destinations, %d %s\n", more, conns, connections(conns))
+	}
+}
+
+func connections(n int) string {
+	if n == 1 {
+		return "connection"
+	}
+	return "connections"
+}
+
+func joinDest(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// failure names why an allowed connection's upstream could not be reached.
+func failure(err error) string {
+	var dns *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "upstream refused"
+	case errors.As(err, &dns):
+		return "upstream name not found"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "upstream timed out"
+	}
+	return "upstream unreachable: " + err.Error()
 }
