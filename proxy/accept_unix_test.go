@@ -120,7 +120,7 @@ func TestListenersSurviveAcceptErrors(t *testing.T) {
 		t.Fatalf("SOCKS5 listener after accept errors: %v (serve: %v)", err, served(errs))
 	}
 	defer c.Close()
-	if _, err := io.WriteString(c, "GET /s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET /s HTTP/1.1\r\nHost: allowed.test:"+port+"\r\nConnection: close\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	resp, err = http.ReadResponse(bufio.NewReader(c), nil)

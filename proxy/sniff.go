@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -62,13 +63,22 @@ func classifyFirst(b []byte) (kind sniffKind, more bool) {
 		return sniffRaw, false
 	}
 	end := bytes.IndexByte(b, '\n')
+	line := b
+	if end >= 0 {
+		line = b[:end]
+	}
+	for _, c := range bytes.TrimSuffix(line, []byte("\r")) {
+		if c < 0x20 || c == 0x7f {
+			return sniffRaw, false // no request line holds a control character
+		}
+	}
 	if end < 0 {
 		if len(b) >= maxSniffLine {
 			return sniffHTTP, false
 		}
 		return sniffRaw, true
 	}
-	line := bytes.TrimSuffix(b[:end], []byte("\r"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
 	sp := bytes.LastIndexByte(line, ' ')
 	if sp <= method || !bytes.HasPrefix(line[sp+1:], []byte("HTTP/")) {
 		return sniffRaw, false
@@ -86,45 +96,62 @@ func isTokenChar(c byte) bool {
 }
 
 // sniff reads the client's first bytes of a tunnel (pre: bytes the source
-// already read) until it can tell what they start. Waiting for the first
-// byte is bounded by the idle timeout (renewed while the upstream talks:
-// server-first protocols); once they have begun, by TLSPeekTimeout, after
-// which bytes that could still begin a request are taken as HTTP (fail
-// closed). It returns every byte read; an error only when nothing could be
-// read.
-func (p *Proxy) sniff(client net.Conn, pre []byte, last *atomic.Int64) ([]byte, sniffKind, error) {
-	buf := append(make([]byte, 0, max(len(pre), 4096)), pre...)
+// already read) and says what they start; undecided (more) when they could
+// still begin a request line. Waiting for the first byte is bounded by the
+// idle timeout, renewed while the upstream talks (server-first protocols).
+// Nothing waits for more bytes: undecided bytes are relayed at once and the
+// rest of the first line is watched (watchFirstLine). It returns an error
+// only when nothing could be read.
+func (p *Proxy) sniff(client net.Conn, pre []byte, last *atomic.Int64) (buf []byte, kind sniffKind, more bool, err error) {
+	buf = pre
 	if len(buf) == 0 {
-		first, err := p.readFirst(client, last)
-		if len(first) == 0 {
-			return nil, sniffRaw, err
+		if buf, err = p.readFirst(client, last); len(buf) == 0 {
+			return nil, sniffRaw, false, err
 		}
-		buf = append(buf, first...)
 	}
-	kind, more := classifyFirst(buf)
-	if !more {
-		return buf, kind, nil
-	}
-	_ = client.SetReadDeadline(time.Now().Add(p.cfg.TLSPeekTimeout))
-	defer client.SetReadDeadline(time.Time{})
-	tmp := make([]byte, 4096)
-	for more && len(buf) <= maxSniffLine {
-		n, err := client.Read(tmp[:min(len(tmp), maxSniffLine+1-len(buf))])
-		buf = append(buf, tmp[:n]...)
-		if kind, more = classifyFirst(buf); !more {
-			break
-		}
-		if err != nil && n == 0 {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				// A client that stops before it can be told from HTTP is
-				// taken as HTTP: waiting out the timeout must not turn a
-				// request into a raw tunnel.
-				return buf, sniffHTTP, nil
+	kind, more = classifyFirst(buf)
+	return buf, kind, more, nil
+}
+
+// watchFirstLine relays client → upstream while the first line of a tunnel
+// is still undecided (seen holds what was already relayed of it). Each
+// chunk is classified with all that came before it; a chunk that completes
+// an HTTP request line (or the HTTP/2 preface) is not relayed and the
+// tunnel is cut: upstream never receives a whole request it did not get
+// decided. That is the price of relaying without waiting: an HTTP client
+// that splits its request line across writes inside a tunnel is cut. Once
+// the line is decided otherwise, it returns and the plain copy goes on.
+func (p *Proxy) watchFirstLine(f *flow, rawUp, rawClient net.Conn, seen []byte, last *atomic.Int64) error {
+	seen = append([]byte(nil), seen...)
+	buf := make([]byte, 4096)
+	for {
+		_ = rawClient.SetReadDeadline(time.Now().Add(p.cfg.IdleTimeout))
+		n, err := rawClient.Read(buf)
+		if n > 0 {
+			last.Store(time.Now().UnixNano())
+			seen = append(seen, buf[:n]...)
+			kind, more := classifyFirst(seen)
+			if !more && (kind == sniffHTTP || kind == sniffHTTP2) {
+				return p.httpCheckDeny(f, "an HTTP request split across writes inside a tunnel cannot be checked")
 			}
-			break // the client closed: what it sent is relayed as it is
+			if _, werr := rawUp.Write(buf[:n]); werr != nil {
+				return fmt.Errorf("writing upstream: %w", werr)
+			}
+			f.up.Add(int64(n))
+			if !more {
+				return nil
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded) && !idleFor(last, p.cfg.IdleTimeout):
+		case errors.Is(err, io.EOF):
+			closeWrite(rawUp)
+			return io.EOF
+		default:
+			return fmt.Errorf("relaying: %w", err)
 		}
 	}
-	return buf, kind, nil
 }
 
 // readFirst waits for the client's first bytes; while only the upstream

@@ -41,16 +41,21 @@ func (p *Proxy) tunnel(f *flow, client net.Conn, pre []byte, up net.Conn) error 
 			_ = up.Close()
 		}
 	})
-	first, kind, err := p.sniff(client, pre, &last)
-	switch kind {
-	case sniffHTTP:
+	first, kind, more, err := p.sniff(client, pre, &last)
+	switch {
+	case more: // relayed at once; the rest of the first line is watched
+		if err = p.writeUp(f, rawUp, first, &last); err == nil {
+			err = p.watchFirstLine(f, rawUp, rawClient, first, &last)
+		}
+		first = nil
+	case kind == sniffHTTP:
 		switched.Store(true)
 		_ = up.Close()
 		wg.Wait()
 		return p.serveTunnelHTTP(f, client, first)
-	case sniffHTTP2:
+	case kind == sniffHTTP2:
 		first, err = nil, p.httpCheckDeny(f, "cleartext HTTP/2 inside a tunnel cannot be checked")
-	case sniffTLS:
+	case kind == sniffTLS:
 		first, err = p.checkHello(f, client, first)
 	}
 	upErr := p.relayUp(f, rawUp, rawClient, first, err, &last)
@@ -68,18 +73,27 @@ func (p *Proxy) relayUp(f *flow, rawUp, rawClient net.Conn, first []byte, err er
 	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
-	if len(first) > 0 {
-		if _, werr := rawUp.Write(first); werr != nil {
-			return fmt.Errorf("writing upstream: %w", werr)
-		}
-		f.up.Add(int64(len(first)))
-		last.Store(time.Now().UnixNano())
+	if err := p.writeUp(f, rawUp, first, last); err != nil {
+		return err
 	}
 	if errors.Is(err, io.EOF) {
 		closeWrite(rawUp)
 		return nil
 	}
 	return p.copyDir(rawUp, rawClient, &f.up, last)
+}
+
+// writeUp forwards client bytes the proxy read itself.
+func (p *Proxy) writeUp(f *flow, rawUp net.Conn, b []byte, last *atomic.Int64) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if _, err := rawUp.Write(b); err != nil {
+		return fmt.Errorf("writing upstream: %w", err)
+	}
+	f.up.Add(int64(len(b)))
+	last.Store(time.Now().UnixNano())
+	return nil
 }
 
 // copyDir copies src → dst until EOF (then half-closes dst) or an error.
