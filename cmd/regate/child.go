@@ -48,7 +48,14 @@ func runChild(path string, argv, env []string, stdin io.Reader, stdout, stderr i
 	if err := cmd.Start(); err != nil {
 		return startFailure(argv[0], err)
 	}
-	forward := forwarder(cmd.Process, stdin)
+	wait := func() (*os.ProcessState, error) { err := cmd.Wait(); return cmd.ProcessState, err }
+	return supervise(cmd.Process, wait, sigc, stdin, argv[0])
+}
+
+// supervise passes the signals of sigc on to p until wait returns, and
+// returns p's exit code.
+func supervise(p *os.Process, wait func() (*os.ProcessState, error), sigc <-chan os.Signal, stdin io.Reader, name string) (int, error) {
+	forward := forwarder(p, stdin)
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -60,12 +67,12 @@ func runChild(path string, argv, env []string, stdin io.Reader, stdout, stderr i
 			}
 		}
 	}()
-	err := cmd.Wait()
+	state, err := wait()
 	close(done)
-	if cmd.ProcessState == nil {
-		return exitRunFailed, fmt.Errorf("waiting for %s: %w", argv[0], err)
+	if state == nil {
+		return exitRunFailed, fmt.Errorf("waiting for %s: %w", name, err)
 	}
-	return exitStatus(cmd.ProcessState), nil
+	return exitStatus(state), nil
 }
 
 func startFailure(name string, err error) (int, error) {

@@ -41,7 +41,9 @@ found; 126 when it cannot be executed; 125 when regate itself fails.`,
 	fs.String("attempt-id", "", "the attempt's id (default 128 random bits)")
 	fs.StringToString("label", nil, "attempt label `KEY=VALUE` (repeatable), as input.attempt.labels")
 	fs.BoolP("quiet", "q", false, "do not print the summary of blocked connections")
-	fs.Bool("isolate", false, "run CMD in its own namespaces, the proxy its only way out (Linux)")
+	fs.Bool("isolate", false, "run CMD in its own user, network, mount and PID namespaces, the proxy its only way out (Linux)")
+	fs.StringSlice("hide", nil, "with --isolate, also hide `PATH` from CMD (repeatable)")
+	fs.String("isolate-user", "", "with --isolate, run CMD as `USER` (regate must run as root)")
 	usageCode(cmd, exitRunFailed)
 	return cmd
 }
@@ -66,7 +68,12 @@ func (a *app) runSandboxed(cmd *cobra.Command, argv []string) error {
 		sb.stop(cmd.Context())
 		return withCode(exitRunFailed, errors.New("interrupted before the command started"))
 	}
-	code, err := runChild(path, argv, env, a.stdin, a.stdout, a.stderr)
+	var code int
+	if sb.isolated != nil {
+		code, err = runIsolated(sb.isolated, path, argv, env, a.stdin)
+	} else {
+		code, err = runChild(path, argv, env, a.stdin, a.stdout, a.stderr)
+	}
 	sb.stop(cmd.Context())
 	if quiet, _ := cmd.Flags().GetBool("quiet"); !quiet {
 		sb.summary.print(a.stderr)
@@ -83,6 +90,7 @@ type sandbox struct {
 	id, token string
 	summary   *blockedSummary
 	unobserve func()
+	isolated  *isolate.Sandbox // nil without --isolate
 }
 
 func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
@@ -99,8 +107,19 @@ func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
 	}
 	token := attempt.NewToken()
 	summary := newBlockedSummary()
-	st, err := a.assemble(cmd.Context(), cfg, stackOptions{bound: &attempt.Attempt{ID: id, Token: token, Labels: labels}, onOutcome: summary.outcome})
+	opts := stackOptions{bound: &attempt.Attempt{ID: id, Token: token, Labels: labels}, onOutcome: summary.outcome}
+	var sbx *isolate.Sandbox
+	if on, _ := cmd.Flags().GetBool("isolate"); on {
+		if sbx, err = a.isolation(cmd, cfg); err != nil {
+			return nil, err
+		}
+		opts.listen = isolatedListeners(sbx)
+	}
+	st, err := a.assemble(cmd.Context(), cfg, opts)
 	if err != nil {
+		if sbx != nil {
+			sbx.Close()
+		}
 		return nil, err
 	}
 	if st.adminAddr != "" {
@@ -109,7 +128,7 @@ func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
 	if cfg.Watch && len(cfg.Policies) > 0 {
 		fmt.Fprintln(a.stderr, "regate: warning: --watch reloads the policy files when they change, and the command can write them")
 	}
-	sb := &sandbox{stack: st, id: id, token: token, summary: summary}
+	sb := &sandbox{stack: st, id: id, token: token, summary: summary, isolated: sbx}
 	sb.unobserve = st.engine.Observe(sb.summary.observe)
 	st.serve()
 	return sb, nil
@@ -131,6 +150,9 @@ func attemptFlags(cmd *cobra.Command) (string, map[string]string, error) {
 // stop tears the stack down; every decision event has reached the summary
 // by then.
 func (sb *sandbox) stop(ctx context.Context) {
+	if sb.isolated != nil {
+		sb.isolated.Close() // the command and all it started end with the init
+	}
 	sb.stack.stop(ctx, slog.New(slog.DiscardHandler))
 	sb.unobserve()
 }

@@ -29,6 +29,9 @@ type stackOptions struct {
 	bound *attempt.Attempt
 	// ready is serve's listener readiness, for /health.
 	ready func() error
+	// listen opens the listeners; nil opens them on the host. Under
+	// --isolate they are the ones created inside the namespace.
+	listen func(context.Context, []listenerSpec) (listeners, error)
 	// onOutcome is run's summary of failed connections.
 	onOutcome func(proxy.Outcome)
 }
@@ -57,7 +60,11 @@ func (a *app) assemble(ctx context.Context, cfg *config.Config, o stackOptions) 
 	if s.proxy, err = newProxy(cfg, s.engine.Engine, bound, s.log, reg, s.attempts, o.onOutcome); err != nil {
 		return nil, err
 	}
-	if s.ls, err = listen(ctx, listenerSpecs(cfg)); err != nil {
+	open := listen
+	if o.listen != nil {
+		open = o.listen
+	}
+	if s.ls, err = open(ctx, listenerSpecs(cfg)); err != nil {
 		return nil, err
 	}
 	s.admin, s.adminAddr, err = a.startAdmin(ctx, adminWiring{cfg: cfg, engine: s.engine.Engine, proxy: s.proxy,

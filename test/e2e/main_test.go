@@ -28,6 +28,7 @@ var regateBin string
 var (
 	runtimeRoot string
 	runtimeN    atomic.Int64
+	probeBin    string // test/e2e/probe, built by TestMain
 )
 
 func TestMain(m *testing.M) {
@@ -41,6 +42,7 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	_ = os.Chmod(dir, 0o755) // the probe runs as another user too (--isolate-user)
 	regateBin = filepath.Join(dir, "regate")
 	runtimeRoot = filepath.Join(dir, "run")
 	args := []string{"build", "-o", regateBin}
@@ -51,6 +53,13 @@ func buildAndRun(m *testing.M) int {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building regate:", err)
+		return 1
+	}
+	probeBin = filepath.Join(dir, "probe")
+	build = exec.Command("go", "build", "-o", probeBin, "github.com/regate/regate/test/e2e/probe")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the probe:", err)
 		return 1
 	}
 	return m.Run()
