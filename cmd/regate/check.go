@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regate/regate/internal/config"
+	"github.com/regate/regate/internal/isolate"
 )
 
 func (a *app) checkCommand() *cobra.Command {
@@ -61,6 +62,11 @@ func (a *app) check(cmd *cobra.Command) error {
 	}
 	fmt.Fprintf(a.stdout, "listeners: http %s, socks %s, admin %s\n",
 		orNone(cfg.HTTP, config.Off), orNone(cfg.SOCKS, config.Off), orNone(cfg.Admin.Addr, config.Off))
+	if err := isolate.Available(); err != nil {
+		fmt.Fprintf(a.stdout, "isolation: unavailable: %v\n", err)
+	} else {
+		fmt.Fprintln(a.stdout, "isolation: available (regate run --isolate)")
+	}
 	return nil
 }
 

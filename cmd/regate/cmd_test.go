@@ -3,17 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/regate/regate/engine"
 	"github.com/regate/regate/internal/config"
-	"github.com/regate/regate/internal/isolate"
 )
 
 func TestParseTarget(t *testing.T) {
@@ -114,22 +109,5 @@ func TestExitCodes(t *testing.T) {
 				t.Errorf("stderr %q does not start with regate:", stderr.String())
 			}
 		})
-	}
-}
-
-func TestRunIsolateUnavailable(t *testing.T) {
-	want := isolate.Available()
-	if want == nil {
-		t.Skip("isolation is available here")
-	}
-	marker := filepath.Join(t.TempDir(), "ran")
-	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"run", "--isolate", "--", "sh", "-c", "echo > " + marker},
-		strings.NewReader(""), &stdout, &stderr)
-	if code != exitRunFailed || !strings.Contains(stderr.String(), want.Error()) {
-		t.Errorf("exit %d, want %d; stderr %q, want %q", code, exitRunFailed, stderr.String(), want)
-	}
-	if _, err := os.Stat(marker); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("the command ran (stat: %v)", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -236,4 +237,49 @@ func countProcesses(argv ...string) int {
 		}
 	}
 	return n
+}
+
+// TestIsolateAsAnUnprivilegedCaller: a caller that is not root gets the
+// same sandbox (the init's setup runs on ambient capabilities of the new
+// user namespace); its command keeps the caller's uid and nothing else.
+func TestIsolateAsAnUnprivilegedCaller(t *testing.T) {
+	need(t, "runuser")
+	needIsolation(t)
+	if os.Getuid() != 0 {
+		t.Skip("needs root to become another user")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "runuser", "-u", "nobody", "--", regateBin, "run", "--isolate", "--", probeBin, "status")
+	cmd.Env = cleanEnv("GORACE=atexit_sleep_ms=0", "HOME=/", "XDG_RUNTIME_DIR=")
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestIsolateFailsClosed: where the kernel gives no user namespaces (here:
+// user.max_user_namespaces 0 inside an outer one), --isolate exits 125
+// naming the setting, and the command never runs.
+func TestIsolateFailsClosed(t *testing.T) {
+	need(t, "unshare", "sh")
+	marker := filepath.Join(t.TempDir(), "ran")
+	script := `echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"`
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", "-Ur", "sh", "-c", script, "sh", regateBin, "run", "--isolate", "--", "sh", "-c", "echo > "+marker)
+	cmd.Env = cleanEnv("GORACE=atexit_sleep_ms=0")
+	out, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 125 || !strings.Contains(string(out), "user.max_user_namespaces") {
+		t.Fatalf("exit %d, want 125 naming user.max_user_namespaces:\n%s", code, out)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the command ran without isolation")
+	}
 }

@@ -152,6 +152,9 @@ func need(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s not installed: .ci/run must install it", tool)
+			}
 			t.Skipf("%s not installed", tool)
 		}
 	}
