@@ -93,7 +93,7 @@ type sandbox struct {
 	isolated  *isolate.Sandbox // nil without --isolate
 }
 
-func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
+func (a *app) startSandbox(cmd *cobra.Command) (_ *sandbox, err error) {
 	cfg, err := loadConfig(cmd, config.ModeRun)
 	if err != nil {
 		return nil, err
@@ -110,16 +110,36 @@ func (a *app) startSandbox(cmd *cobra.Command) (*sandbox, error) {
 	opts := stackOptions{bound: &attempt.Attempt{ID: id, Token: token, Labels: labels}, onOutcome: summary.outcome}
 	var sbx *isolate.Sandbox
 	if on, _ := cmd.Flags().GetBool("isolate"); on {
-		if sbx, err = a.isolation(cmd, cfg); err != nil {
-			return nil, err
+		// The namespace is built while the engine compiles the policy;
+		// the listeners step waits for it.
+		ready := make(chan error, 1)
+		go func() {
+			s, err := a.isolation(cmd, cfg)
+			sbx = s
+			ready <- err
+		}()
+		var built error
+		waited := false
+		wait := func() error {
+			if !waited {
+				built, waited = <-ready, true
+			}
+			return built
 		}
-		opts.listen = isolatedListeners(sbx)
+		opts.listen = func(ctx context.Context, specs []listenerSpec) (listeners, error) {
+			if err := wait(); err != nil {
+				return nil, err
+			}
+			return isolatedListeners(sbx)(ctx, specs)
+		}
+		defer func() {
+			if err != nil && wait() == nil {
+				sbx.Close() // regate failed after the namespace was built
+			}
+		}()
 	}
 	st, err := a.assemble(cmd.Context(), cfg, opts)
 	if err != nil {
-		if sbx != nil {
-			sbx.Close()
-		}
 		return nil, err
 	}
 	if st.adminAddr != "" {
