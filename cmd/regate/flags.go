@@ -35,6 +35,9 @@ func flagKeys() []flagKey {
 		{"listen-any", "listen_any"},
 		{"allow-anonymous", "allow_anonymous"},
 		{"shutdown-timeout", "shutdown_timeout"},
+		{"isolate", "isolate.enabled"},
+		{"hide", "isolate.hide"},
+		{"isolate-user", "isolate.user"},
 	}
 }
 

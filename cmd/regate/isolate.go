@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/spf13/cobra"
-
 	"github.com/regate/regate/internal/admin"
 	"github.com/regate/regate/internal/config"
 	"github.com/regate/regate/internal/isolate"
@@ -21,7 +19,7 @@ import (
 // isolation builds the namespace of `regate run --isolate` for cfg: what
 // regate reads is bound read-only inside, what would be a way out is
 // hidden, and the proxy's listeners are created inside.
-func (a *app) isolation(cmd *cobra.Command, cfg *config.Config) (*isolate.Sandbox, error) {
+func (a *app) isolation(cfg *config.Config) (*isolate.Sandbox, error) {
 	spec := isolate.Spec{Self: a.self, Listeners: len(onListeners(cfg))}
 	for _, p := range append(append([]string{a.self, cfg.File}, cfg.Policies...), cfg.Admin.TokenFile) {
 		if p != "" && exists(p) {
@@ -40,9 +38,8 @@ func (a *app) isolation(cmd *cobra.Command, cfg *config.Config) (*isolate.Sandbo
 	if cfg.DecisionLog != "" && cfg.DecisionLog != "-" {
 		spec.Hide = append(spec.Hide, cfg.DecisionLog)
 	}
-	hidden, _ := cmd.Flags().GetStringSlice("hide")
-	spec.Hide = append(spec.Hide, hidden...)
-	if name, _ := cmd.Flags().GetString("isolate-user"); name != "" {
+	spec.Hide = append(spec.Hide, cfg.Isolate.Hide...)
+	if name := cfg.Isolate.User; name != "" {
 		u, err := lookupUser(name)
 		if err != nil {
 			return nil, err

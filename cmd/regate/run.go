@@ -50,11 +50,6 @@ found; 126 when it cannot be executed; 125 when regate itself fails.`,
 
 // runSandboxed is `regate run`: every failure of regate itself exits 125.
 func (a *app) runSandboxed(cmd *cobra.Command, argv []string) error {
-	if on, _ := cmd.Flags().GetBool("isolate"); on {
-		if err := isolate.Available(); err != nil {
-			return withCode(exitRunFailed, err)
-		}
-	}
 	path, err := lookCommand(argv[0])
 	if err != nil {
 		return err
@@ -109,12 +104,12 @@ func (a *app) startSandbox(cmd *cobra.Command) (_ *sandbox, err error) {
 	summary := newBlockedSummary()
 	opts := stackOptions{bound: &attempt.Attempt{ID: id, Token: token, Labels: labels}, onOutcome: summary.outcome}
 	var sbx *isolate.Sandbox
-	if on, _ := cmd.Flags().GetBool("isolate"); on {
+	if cfg.Isolate.Enabled {
 		// The namespace is built while the engine compiles the policy;
 		// the listeners step waits for it.
 		ready := make(chan error, 1)
 		go func() {
-			s, err := a.isolation(cmd, cfg)
+			s, err := a.isolation(cfg)
 			sbx = s
 			ready <- err
 		}()

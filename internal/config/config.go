@@ -68,6 +68,14 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	Admin           Admin
 	Proxy           ProxyLimits
+	Isolate         Isolate
+}
+
+// Isolate is `regate run --isolate` (Linux namespaces).
+type Isolate struct {
+	Enabled bool
+	Hide    []string // paths hidden from the command, besides the defaults
+	User    string   // who the command runs as; "" the caller
 }
 
 // Admin is where the admin API listens.

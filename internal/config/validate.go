@@ -39,6 +39,7 @@ func validate(w *wire, fromFile func(string) any, flags map[string]any) (*Config
 		AllowAnonymous:    w.AllowAnonymous,
 		ShutdownTimeout:   p.duration("shutdown_timeout", w.ShutdownTimeout),
 		Admin:             p.admin(w.Admin),
+		Isolate:           Isolate{Enabled: w.Isolate.Enabled, Hide: w.Isolate.Hide, User: w.Isolate.User},
 		Proxy: ProxyLimits{
 			HeaderTimeout:  p.duration("proxy.header_timeout", w.Proxy.HeaderTimeout),
 			DialTimeout:    p.duration("proxy.dial_timeout", w.Proxy.DialTimeout),

@@ -38,7 +38,14 @@ type wire struct {
 	Log               wireLog       `mapstructure:"log"`
 	Admin             wireAdmin     `mapstructure:"admin"`
 	Proxy             wireProxy     `mapstructure:"proxy"`
+	Isolate           wireIsolate   `mapstructure:"isolate"`
 	OPA               any           `mapstructure:"opa" regate:"free"`
+}
+
+type wireIsolate struct {
+	Enabled bool     `mapstructure:"enabled"`
+	Hide    []string `mapstructure:"hide"`
+	User    string   `mapstructure:"user"`
 }
 
 type wireLog struct {

@@ -283,3 +283,21 @@ func TestIsolateFailsClosed(t *testing.T) {
 		t.Fatal("the command ran without isolation")
 	}
 }
+
+// TestIsolateFromConfiguration: isolate.enabled and isolate.hide in the
+// configuration file do what the flags do.
+func TestIsolateFromConfiguration(t *testing.T) {
+	needIsolation(t)
+	dir := t.TempDir()
+	secret := writeFile(t, dir, "secret.txt", "the secret\n")
+	cfg := writeFile(t, dir, "regate.yaml", "isolate:\n  enabled: true\n  hide: ["+secret+"]\n")
+	res := regate(t, nil, "run", "--config", cfg, "--", probeBin, "status")
+	wantCode(t, res, 0)
+	if !strings.Contains(res.stdout, "Seccomp:\t2") {
+		t.Errorf("not isolated:\n%s\n%s", res.stdout, res.stderr)
+	}
+	res = regate(t, nil, "run", "--config", cfg, "--", probeBin, "read", secret)
+	if strings.Contains(res.stdout, "the secret") {
+		t.Errorf("isolate.hide did not hide the file:\n%s", res.stdout)
+	}
+}
