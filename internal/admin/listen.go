@@ -116,3 +116,23 @@ func (l *unixListener) Close() error {
 	})
 	return err
 }
+
+// ensureDir creates dir (mode 0700) when missing; an existing one must be
+// a directory that checkDir (listen_unix.go, listen_windows.go) accepts, so
+// that nobody else can replace the socket.
+func ensureDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("creating directory: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return checkDir(dir, fi)
+}

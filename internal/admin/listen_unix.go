@@ -15,23 +15,9 @@ import (
 	"syscall"
 )
 
-// ensureDir creates dir (mode 0700) when missing; an existing one must be a
-// directory owned by this user or root, and not writable by others unless
-// sticky (/tmp), so that nobody else can replace the socket.
-func ensureDir(dir string) error {
-	fi, err := os.Stat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("creating directory: %w", err)
-		}
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory", dir)
-	}
+// checkDir accepts a directory owned by this user or root, and not
+// writable by others unless sticky (/tmp).
+func checkDir(dir string, fi fs.FileInfo) error {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != uint32(os.Getuid()) && st.Uid != 0 {
 		return fmt.Errorf("directory %s belongs to another user (uid %d)", dir, st.Uid)
 	}

@@ -12,28 +12,13 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// ensureDir creates dir when missing (it inherits its parent's ACL; Windows
-// has no mode bits to set); an existing one must be a directory owned by
-// this user, SYSTEM or Administrators. Its ACL is not inspected: who else
-// may create files in it is whatever the ACL grants, so keep the socket
-// under the user's profile (%LOCALAPPDATA%), whose ACL admits only the
-// user, SYSTEM and Administrators.
-func ensureDir(dir string) error {
-	fi, err := os.Stat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("creating directory: %w", err)
-		}
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory", dir)
-	}
-	return checkOwner(dir)
-}
+// checkDir accepts a directory owned by this user, SYSTEM or
+// Administrators (a missing one inherits its parent's ACL; Windows has no
+// mode bits to set). Its ACL is not inspected: who else may create files
+// in it is whatever the ACL grants, so keep the socket under the user's
+// profile (%LOCALAPPDATA%), whose ACL admits only the user, SYSTEM and
+// Administrators.
+func checkDir(dir string, _ fs.FileInfo) error { return checkOwner(dir) }
 
 // checkOwner refuses a directory owned by another user.
 func checkOwner(dir string) error {

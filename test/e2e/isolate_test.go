@@ -173,18 +173,7 @@ func TestIsolateExitStatusAndSignals(t *testing.T) {
 		})
 	}
 	t.Run("SIGTERM reaches the command", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		defer cancel()
-		args := append(append(sandboxFlags(), "--isolate", "--"), "sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done")
-		cmd := regateCmd(ctx, nil, args...)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		readLineContaining(t, out, "ready")
+		cmd := startIsolated(t, "ready", "sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done")
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 		if code := cmd.ProcessState.ExitCode(); code != 42 {
@@ -198,19 +187,8 @@ func TestIsolateExitStatusAndSignals(t *testing.T) {
 func TestIsolateKillingRegateKillsEverything(t *testing.T) {
 	need(t, "sh", "sleep")
 	needIsolation(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
 	marker := strconv.Itoa(300+os.Getpid()%100) + ".25"
-	args := append(append(sandboxFlags(), "--isolate", "--"), "sh", "-c", "sleep "+marker+" & echo started; sleep "+marker)
-	cmd := regateCmd(ctx, nil, args...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	readLineContaining(t, out, "started")
+	cmd := startIsolated(t, "started", "sh", "-c", "sleep "+marker+" & echo started; sleep "+marker)
 	for deadline := time.Now().Add(5 * time.Second); countProcesses("sleep", marker) != 2; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d sleeps running, want 2", countProcesses("sleep", marker))
@@ -224,6 +202,24 @@ func TestIsolateKillingRegateKillsEverything(t *testing.T) {
 		}
 	}
 	t.Fatalf("%d sleeps still running after regate was killed", countProcesses("sleep", marker))
+}
+
+// startIsolated starts `regate run --isolate -- CMD…` (30 s at most) and
+// returns once CMD has printed a line containing ready.
+func startIsolated(t *testing.T, ready string, cmdline ...string) *exec.Cmd {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	cmd := regateCmd(ctx, nil, append(append(sandboxFlags(), "--isolate", "--"), cmdline...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	readLineContaining(t, out, ready)
+	return cmd
 }
 
 // countProcesses counts the host's processes whose argv is exactly argv.
