@@ -31,7 +31,10 @@ func git(t *testing.T, home, dir string, args ...string) {
 
 // gitServer serves a bare repository holding README over git's smart HTTP
 // protocol (git http-backend through CGI).
-func gitServer(t *testing.T, home string) *httptest.Server {
+func gitServer(t *testing.T, home string) *httptest.Server { return gitServerTLS(t, home, false) }
+
+// gitServerTLS is gitServer, over HTTPS when tls is set.
+func gitServerTLS(t *testing.T, home string, tls bool) *httptest.Server {
 	t.Helper()
 	root := t.TempDir()
 	work := filepath.Join(root, "work")
@@ -44,10 +47,15 @@ func gitServer(t *testing.T, home string) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(&cgi.Handler{
+	srv := httptest.NewUnstartedServer(&cgi.Handler{
 		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
 		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
 	})
+	if tls {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -71,6 +79,24 @@ func TestRunGitCloneOverHTTP(t *testing.T) {
 	wantCode(t, res, 128) // git's own failure status
 	if !strings.Contains(res.stderr, "regate: blocked 1 connection to git.test:"+port+" — no rule allows git.test") {
 		t.Errorf("stderr lacks the summary:\n%s", res.stderr)
+	}
+}
+
+// TestIsolateGitCloneOverHTTPS: git over HTTPS (CONNECT, SNI check)
+// works under --isolate as without it.
+func TestIsolateGitCloneOverHTTPS(t *testing.T) {
+	need(t, "git")
+	needIsolation(t)
+	home := t.TempDir()
+	srv := gitServerTLS(t, home, true)
+	port := srv.URL[strings.LastIndexByte(srv.URL, ':')+1:]
+	dest := filepath.Join(t.TempDir(), "clone")
+	env := append(gitEnv(home), "GIT_SSL_NO_VERIFY=1")
+	res := regate(t, env, "run", "--isolate", "--allow-cidr", "127.0.0.0/8", "--resolve", "git.test:127.0.0.1",
+		"--allow", "git.test", "--", "git", "clone", "-q", "https://git.test:"+port+"/repo.git", dest)
+	wantCode(t, res, 0)
+	if b, err := os.ReadFile(filepath.Join(dest, "README")); err != nil || string(b) != "cloned through regate\n" {
+		t.Errorf("cloned README: %q, %v\n%s", b, err, res.stderr)
 	}
 }
 

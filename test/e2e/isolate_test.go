@@ -141,6 +141,24 @@ func TestIsolateCommandHasNoPrivileges(t *testing.T) {
 		if !strings.Contains(res.stdout, "Uid:\t65534\t65534\t65534\t65534") || !strings.Contains(res.stdout, "CapEff:\t0000000000000000") {
 			t.Errorf("--isolate-user nobody:\n%s\n%s", res.stdout, res.stderr)
 		}
+		// A setuid-root binary (and one with file capabilities) gains
+		// nothing: no_new_privs.
+		suid := filepath.Join(filepath.Dir(probeBin), "probe-suid")
+		b, err := os.ReadFile(probeBin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(suid, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(suid, 0o4755); err != nil {
+			t.Fatal(err)
+		}
+		res = isolated(t, []string{"--isolate-user", "nobody"}, suid, "status")
+		wantCode(t, res, 0)
+		if !strings.Contains(res.stdout, "Uid:\t65534\t65534\t65534\t65534") || !strings.Contains(res.stdout, "CapEff:\t0000000000000000") {
+			t.Errorf("a setuid-root binary gained privileges:\n%s\n%s", res.stdout, res.stderr)
+		}
 	}
 	mark := "REGATE_E2E_MARK=" + strconv.Itoa(os.Getpid())
 	res = regate(t, []string{mark}, append(append(sandboxFlags(), "--isolate", "--"), probeBin, "read", "/proc/1/environ")...)
