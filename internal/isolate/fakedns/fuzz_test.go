@@ -14,9 +14,10 @@ func FuzzAnswer(f *testing.F) {
 	f.Add(query(f, `a\000b.example.`, dns.TypeA, nil))
 	f.Add(query(f, "example.com.", dns.TypeA, nil)[:20])
 	f.Add([]byte{0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c})
+	v4, v6 := DefaultPrefixes()
 	f.Fuzz(func(t *testing.T, q []byte) {
 		// A tiny pool, so that eviction runs too.
-		p, err := NewPool(netip4, netip6, 2)
+		p, err := NewPool(v4, v6, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,5 +42,3 @@ func FuzzAnswer(f *testing.F) {
 		}
 	})
 }
-
-var netip4, netip6 = DefaultPrefixes()
