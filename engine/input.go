@@ -15,10 +15,11 @@ const (
 	SchemeHTTP   = "http"   // a plain proxied HTTP request
 	SchemeHTTPS  = "https"  // an HTTP CONNECT tunnel
 	SchemeSOCKS5 = "socks5" // a SOCKS5 CONNECT
+	SchemeTCP    = "tcp"    // a transparent TCP flow of an isolated command
 )
 
 // Schemes are every value input.scheme takes.
-var Schemes = []string{SchemeHTTP, SchemeHTTPS, SchemeSOCKS5}
+var Schemes = []string{SchemeHTTP, SchemeHTTPS, SchemeSOCKS5, SchemeTCP}
 
 // MethodConnect is the method of every tunnel, HTTP or SOCKS5.
 const MethodConnect = "CONNECT"

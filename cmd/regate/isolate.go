@@ -14,13 +14,14 @@ import (
 	"github.com/regate/regate/internal/admin"
 	"github.com/regate/regate/internal/config"
 	"github.com/regate/regate/internal/isolate"
+	"github.com/regate/regate/internal/isolate/transparent"
 )
 
 // isolation builds the namespace of `regate run --isolate` for cfg: what
 // regate reads is bound read-only inside, what would be a way out is
 // hidden, and the proxy's listeners are created inside.
 func (a *app) isolation(cfg *config.Config) (*isolate.Sandbox, error) {
-	spec := isolate.Spec{Self: a.self, Listeners: len(onListeners(cfg))}
+	spec := isolate.Spec{Self: a.self, Listeners: len(onListeners(cfg)), Transparent: true}
 	for _, p := range append(append([]string{a.self, cfg.File}, cfg.Policies...), cfg.Admin.TokenFile) {
 		if p != "" && exists(p) {
 			spec.ReadOnly = append(spec.ReadOnly, p)
@@ -111,4 +112,23 @@ func runIsolated(sbx *isolate.Sandbox, path string, argv, env []string, stdin io
 		return exitRunFailed, err
 	}
 	return supervise(sbx.Process(), sbx.Wait, sigc, stdin, argv[0])
+}
+
+// startTransparent serves the TUN link of sbx through the stack's proxy:
+// programs that ignore the proxy variables are decided too. Without a
+// link (no /dev/net/tun for this user, say) it says so once on stderr and
+// only proxy-aware programs reach the network.
+func startTransparent(ctx context.Context, sbx *isolate.Sandbox, st *stack, stderr io.Writer) (func(), error) {
+	tun := sbx.TUN()
+	if tun == nil {
+		if why := sbx.TUNError(); why != "" {
+			fmt.Fprintf(stderr, "regate: --isolate: no transparent path (%s): only programs that use the proxy variables reach the network\n", why)
+		}
+		return nil, nil
+	}
+	stop, err := transparent.Start(context.WithoutCancel(ctx), tun, st.proxy, st.log)
+	if err != nil {
+		return nil, fmt.Errorf("isolating: starting the transparent path: %w", err)
+	}
+	return stop, nil
 }

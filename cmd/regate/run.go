@@ -82,10 +82,11 @@ func (a *app) runSandboxed(cmd *cobra.Command, argv []string) error {
 // sandbox is the stack of one `regate run`, bound to its attempt.
 type sandbox struct {
 	*stack
-	id, token string
-	summary   *blockedSummary
-	unobserve func()
-	isolated  *isolate.Sandbox // nil without --isolate
+	id, token   string
+	summary     *blockedSummary
+	unobserve   func()
+	isolated    *isolate.Sandbox // nil without --isolate
+	transparent func()           // stops the transparent path; nil when none
 }
 
 func (a *app) startSandbox(cmd *cobra.Command) (_ *sandbox, err error) {
@@ -144,6 +145,11 @@ func (a *app) startSandbox(cmd *cobra.Command) (_ *sandbox, err error) {
 		fmt.Fprintln(a.stderr, "regate: warning: --watch reloads the policy files when they change, and the command can write them")
 	}
 	sb := &sandbox{stack: st, id: id, token: token, summary: summary, isolated: sbx}
+	if sbx != nil {
+		if sb.transparent, err = startTransparent(cmd.Context(), sbx, st, a.stderr); err != nil {
+			return nil, err
+		}
+	}
 	sb.unobserve = st.engine.Observe(sb.summary.observe)
 	st.serve()
 	return sb, nil
@@ -167,6 +173,9 @@ func attemptFlags(cmd *cobra.Command) (string, map[string]string, error) {
 func (sb *sandbox) stop(ctx context.Context) {
 	if sb.isolated != nil {
 		sb.isolated.Close() // the command and all it started end with the init
+	}
+	if sb.transparent != nil {
+		sb.transparent()
 	}
 	sb.stack.stop(ctx, slog.New(slog.DiscardHandler))
 	sb.unobserve()

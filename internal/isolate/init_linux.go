@@ -34,12 +34,12 @@ func Init(stderr io.Writer) int {
 		fmt.Fprintf(stderr, "regate: isolate init: %v\n", err)
 		return 125
 	}
-	files, addrs, err := buildNamespace(setup)
+	files, addrs, tunErr, err := buildNamespace(setup)
 	if err != nil {
 		_ = sendMsg(ctl, readyMsg{Error: err.Error()}, nil)
 		return 125
 	}
-	if err := sendMsg(ctl, readyMsg{Addrs: addrs}, files); err != nil {
+	if err := sendMsg(ctl, readyMsg{Addrs: addrs, TUNError: tunErr}, files); err != nil {
 		fmt.Fprintf(stderr, "regate: isolate init: %v\n", err)
 		return 125
 	}
@@ -54,31 +54,41 @@ func Init(stderr io.Writer) int {
 }
 
 // buildNamespace makes the mounts private, brings lo up, opens the
-// listeners, mounts a fresh /proc and /sys, points resolv.conf at nothing,
-// binds what regate reads read-only and hides what must not be reached.
-func buildNamespace(s setupMsg) ([]*os.File, []string, error) {
+// listeners (and the TUN link when asked: tunErr says why it could not be
+// made), mounts a fresh /proc and /sys, points resolv.conf at regate's
+// resolver on the link (or at nothing), binds what regate reads read-only
+// and hides what must not be reached.
+func buildNamespace(s setupMsg) (files []*os.File, addrs []string, tunErr string, err error) {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return nil, nil, fmt.Errorf("making mounts private: %w", err)
+		return nil, nil, "", fmt.Errorf("making mounts private: %w", err)
 	}
 	if err := loopbackUp(); err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	files, addrs, err := openListeners(s.Listeners)
-	if err != nil {
-		return nil, nil, err
+	if files, addrs, err = openListeners(s.Listeners); err != nil {
+		return nil, nil, "", err
+	}
+	resolver := "127.0.0.1"
+	if s.TUN {
+		if tun, err := openTUN(); err != nil {
+			tunErr = err.Error()
+		} else {
+			files = append(files, tun)
+			resolver = net.IP(DNSAddr[:]).String()
+		}
 	}
 	steps := []func() error{
 		mountProcAndSys,
-		bindResolvConf,
+		func() error { return bindResolvConf(resolver) },
 		func() error { return bindReadOnly(s.ReadOnly) },
 		func() error { return hide(s.Hide) },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
-			return nil, nil, err
+			return nil, nil, "", err
 		}
 	}
-	return files, addrs, nil
+	return files, addrs, tunErr, nil
 }
 
 // loopbackUp brings lo up: the only interface of the new network namespace.

@@ -21,6 +21,9 @@ type Spec struct {
 	Hide []string
 	// User is who the command runs as; nil: the caller's own uid and gid.
 	User *User
+	// Transparent asks for the TUN link (regate0) as well: every other
+	// destination routes to it, and DNS goes to DNSAddr on it.
+	Transparent bool
 }
 
 // User is a uid and gid to run the command as.
@@ -35,11 +38,15 @@ type (
 		Hide      []string `json:"hide"`
 		UID       int      `json:"uid"`
 		GID       int      `json:"gid"`
+		TUN       bool     `json:"tun"`
 	}
 	// readyMsg is the init's answer; the listeners' fds ride along.
 	readyMsg struct {
 		Addrs []string `json:"addrs,omitempty"`
 		Error string   `json:"error,omitempty"`
+		// TUNError says why no TUN link was made (its fd follows the
+		// listeners' when one was).
+		TUNError string `json:"tun_error,omitempty"`
 	}
 	// execMsg is regate's second message: the command to start.
 	execMsg struct {

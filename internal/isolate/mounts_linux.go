@@ -9,9 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// resolvConf points name lookups at an address where nothing answers, so
-// that they fail at once: inside, only the proxy resolves names.
-const resolvConf = "# regate --isolate: names are resolved by the proxy\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+// resolvConf points name lookups at resolver: regate's own on the TUN
+// link, or 127.0.0.1 where nothing answers, so that they fail at once.
+func resolvConf(resolver string) string {
+	return "# regate --isolate: no query leaves the sandbox\nnameserver " + resolver + "\noptions timeout:1 attempts:2\n"
+}
 
 // mountProcAndSys mounts a /proc of the new PID namespace (regate and the
 // host's processes are not in it) and a /sys of the new network namespace
@@ -33,7 +35,7 @@ func mountProcAndSys() error {
 // bindResolvConf binds a resolv.conf over /etc/resolv.conf, read-only.
 // The file lives on a tmpfs mounted nowhere (the new mount API), so
 // nothing is left behind on any file system.
-func bindResolvConf() error {
+func bindResolvConf(resolver string) error {
 	target, err := filepath.EvalSymlinks("/etc/resolv.conf")
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // nothing to replace: lookups have no server anyway
@@ -41,7 +43,7 @@ func bindResolvConf() error {
 	if err != nil {
 		return fmt.Errorf("binding resolv.conf: %w", err)
 	}
-	if err := bindContent(target, "resolv.conf", resolvConf); err != nil {
+	if err := bindContent(target, "resolv.conf", resolvConf(resolver)); err != nil {
 		return fmt.Errorf("binding resolv.conf: %w", err)
 	}
 	return nil

@@ -18,6 +18,8 @@ type Sandbox struct {
 	cmd       *exec.Cmd
 	ctl       *net.UnixConn
 	listeners []net.Listener
+	tun       *os.File
+	tunErr    string
 	done      chan struct{}
 	state     *os.ProcessState
 	waitErr   error
@@ -121,7 +123,7 @@ func (s *Sandbox) startInit() error {
 
 // handshake sends the setup and receives the listeners.
 func (s *Sandbox) handshake(spec Spec, target User) error {
-	msg := setupMsg{Listeners: spec.Listeners, ReadOnly: spec.ReadOnly, Hide: spec.Hide, UID: target.UID, GID: target.GID}
+	msg := setupMsg{Listeners: spec.Listeners, ReadOnly: spec.ReadOnly, Hide: spec.Hide, UID: target.UID, GID: target.GID, TUN: spec.Transparent}
 	if err := sendMsg(s.ctl, msg, nil); err != nil {
 		return err
 	}
@@ -130,13 +132,23 @@ func (s *Sandbox) handshake(spec Spec, target User) error {
 	if err != nil {
 		return fmt.Errorf("setting the namespace up: %w", err)
 	}
-	defer closeAll(files)
 	if ready.Error != "" {
+		closeAll(files)
 		return fmt.Errorf("setting the namespace up: %s", ready.Error)
 	}
-	if len(files) != spec.Listeners {
-		return fmt.Errorf("setting the namespace up: %d listeners passed, want %d", len(files), spec.Listeners)
+	want := spec.Listeners
+	if spec.Transparent && ready.TUNError == "" {
+		want++
 	}
+	if len(files) != want {
+		closeAll(files)
+		return fmt.Errorf("setting the namespace up: %d descriptors passed, want %d", len(files), want)
+	}
+	if want > spec.Listeners {
+		s.tun, files = files[want-1], files[:want-1]
+	}
+	s.tunErr = ready.TUNError
+	defer closeAll(files)
 	for _, f := range files {
 		l, err := net.FileListener(f)
 		if err != nil {
@@ -146,6 +158,13 @@ func (s *Sandbox) handshake(spec Spec, target User) error {
 	}
 	return nil
 }
+
+// TUN is the link of transparent isolation, nil when there is none;
+// TUNError then says why (when it was asked for).
+func (s *Sandbox) TUN() *os.File { return s.tun }
+
+// TUNError says why no TUN link could be made.
+func (s *Sandbox) TUNError() string { return s.tunErr }
 
 // Listeners are the listeners inside the namespace, in Spec order; the
 // command reaches them at their address (127.0.0.1:PORT inside).

@@ -20,6 +20,12 @@ type Stdio struct {
 // Start fails off Linux.
 func Start(Spec, Stdio) (*Sandbox, error) { return nil, Available() }
 
+// TUN is nil off Linux.
+func (*Sandbox) TUN() *os.File { return nil }
+
+// TUNError is empty off Linux.
+func (*Sandbox) TUNError() string { return "" }
+
 // Listeners is nil off Linux.
 func (*Sandbox) Listeners() []net.Listener { return nil }
 

@@ -12,6 +12,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -47,8 +48,26 @@ func probe(what, arg string) (string, error) {
 			return "", err
 		}
 		defer c.Close()
-		_, err = c.Write([]byte("x"))
+		if _, err = c.Write([]byte("x\n")); err != nil || what != "udp" {
+			return "", err
+		}
+		// A refusal (ICMP port unreachable) comes back on the next read.
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = c.Read(make([]byte, 64))
 		return "", err
+	case "echo":
+		c, err := net.DialTimeout("tcp", arg, 2*time.Second)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("ping\n")); err != nil {
+			return "", err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		b := make([]byte, 5)
+		_, err = io.ReadFull(c, b)
+		return string(b), err
 	case "abstract":
 		c, err := net.Dial("unix", "@"+arg)
 		if err != nil {

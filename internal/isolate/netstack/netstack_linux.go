@@ -1,0 +1,202 @@
+// Package netstack is the user-space TCP/IP stack (gVisor's netstack) that
+// reads the isolated command's TUN device: each TCP flow it sees is handed
+// out before its handshake completes, DNS queries are answered, other UDP
+// is refused with ICMP port unreachable. It is the only importer of gVisor.
+package netstack
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+const nicID = 1
+
+// Config is what the stack hands its traffic to.
+type Config struct {
+	FD  int    // the TUN device (IFF_TUN|IFF_NO_PI)
+	MTU uint32 // the device's MTU
+	// TCP receives each new TCP flow, before its handshake is answered.
+	TCP func(*Flow)
+	// DNS answers a DNS query (UDP port 53 on any address); nil drops it.
+	DNS func(query []byte) []byte
+	// UDP is told of each other UDP datagram, refused with ICMP port
+	// unreachable.
+	UDP func(src, dst netip.AddrPort)
+}
+
+// Stack is a running netstack on a TUN device.
+type Stack struct {
+	s *stack.Stack
+}
+
+// New starts the stack on cfg.FD.
+func New(cfg Config) (*Stack, error) {
+	link, err := fdbased.New(&fdbased.Options{FDs: []int{cfg.FD}, MTU: cfg.MTU})
+	if err != nil {
+		return nil, fmt.Errorf("opening the TUN link: %w", err)
+	}
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
+		HandleLocal:        false,
+	})
+	if err := tune(s); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if terr := s.CreateNIC(nicID, link); terr != nil {
+		s.Close()
+		return nil, fmt.Errorf("creating the NIC: %v", terr)
+	}
+	// Every destination is ours: accept packets to any address, and send
+	// from any (the address the command connected to).
+	if terr := s.SetPromiscuousMode(nicID, true); terr != nil {
+		s.Close()
+		return nil, fmt.Errorf("setting promiscuous mode: %v", terr)
+	}
+	if terr := s.SetSpoofing(nicID, true); terr != nil {
+		s.Close()
+		return nil, fmt.Errorf("setting spoofing: %v", terr)
+	}
+	s.SetRouteTable([]tcpip.Route{
+		{Destination: header.IPv4EmptySubnet, NIC: nicID},
+		{Destination: header.IPv6EmptySubnet, NIC: nicID},
+	})
+	tcpFwd := tcp.NewForwarder(s, 0, 1024, func(r *tcp.ForwarderRequest) {
+		cfg.TCP(&Flow{req: r, s: s})
+	})
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tcpFwd.HandlePacket)
+	udpFwd := udp.NewForwarder(s, func(r *udp.ForwarderRequest) { serveDNSFlow(r, cfg.DNS) })
+	s.SetTransportProtocolHandler(udp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+		if id.LocalPort == 53 && cfg.DNS != nil {
+			return udpFwd.HandlePacket(id, pkt)
+		}
+		if cfg.UDP != nil {
+			cfg.UDP(addrPort(id.RemoteAddress, id.RemotePort), addrPort(id.LocalAddress, id.LocalPort))
+		}
+		return false // unhandled: the stack answers ICMP port unreachable
+	})
+	return &Stack{s: s}, nil
+}
+
+// tune sets what tailscale settled on: SACK on, RACK off, reno, large
+// buffers.
+func tune(s *stack.Stack) error {
+	sack := tcpip.TCPSACKEnabled(true)
+	rack := tcpip.TCPRecovery(0)
+	reno := tcpip.CongestionControlOption("reno")
+	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &rack, &reno} {
+		if terr := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); terr != nil {
+			return fmt.Errorf("tuning TCP: %v", terr)
+		}
+	}
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultReceiveBufferSize, Max: 8 << 20}
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultSendBufferSize, Max: 6 << 20}
+	for _, opt := range []tcpip.SettableTransportProtocolOption{&rcv, &snd} {
+		if terr := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); terr != nil {
+			return fmt.Errorf("tuning TCP buffers: %v", terr)
+		}
+	}
+	return nil
+}
+
+// Close stops the stack.
+func (st *Stack) Close() {
+	st.s.Close()
+	st.s.Wait()
+}
+
+// Flow is a TCP flow whose SYN is not answered yet.
+type Flow struct {
+	req  *tcp.ForwarderRequest
+	s    *stack.Stack
+	done bool
+}
+
+// Src is where the command connects from; Dst where it connects to.
+func (f *Flow) Src() netip.AddrPort {
+	id := f.req.ID()
+	return addrPort(id.RemoteAddress, id.RemotePort)
+}
+
+// Dst is the address and port the command connected to.
+func (f *Flow) Dst() netip.AddrPort { id := f.req.ID(); return addrPort(id.LocalAddress, id.LocalPort) }
+
+// Refuse answers the SYN with a RST: the command sees "connection refused".
+func (f *Flow) Refuse() {
+	if !f.done {
+		f.done = true
+		f.req.Complete(true)
+	}
+}
+
+// Accept completes the handshake and returns the connection.
+func (f *Flow) Accept() (net.Conn, error) {
+	if f.done {
+		return nil, errors.New("accepting a flow: already answered")
+	}
+	f.done = true
+	var wq waiter.Queue
+	ep, terr := f.req.CreateEndpoint(&wq)
+	if terr != nil {
+		f.req.Complete(true)
+		return nil, fmt.Errorf("accepting a flow: %v", terr)
+	}
+	f.req.Complete(false)
+	ep.SocketOptions().SetKeepAlive(true)
+	return gonet.NewTCPConn(&wq, ep), nil
+}
+
+// serveDNSFlow answers the DNS queries of one UDP flow.
+func serveDNSFlow(r *udp.ForwarderRequest, answer func([]byte) []byte) {
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		return
+	}
+	go serveDNS(gonet.NewUDPConn(&wq, ep), answer)
+}
+
+// serveDNS answers the queries of one flow (one client port), until it is
+// idle.
+func serveDNS(c *gonet.UDPConn, answer func([]byte) []byte) {
+	defer c.Close()
+	buf := make([]byte, 4096)
+	for {
+		if err := c.SetReadDeadline(deadline()); err != nil {
+			return
+		}
+		n, err := c.Read(buf)
+		if err != nil {
+			return
+		}
+		if out := answer(buf[:n]); out != nil {
+			_, _ = c.Write(out)
+		}
+	}
+}
+
+func addrPort(a tcpip.Address, port uint16) netip.AddrPort {
+	ip, _ := netip.AddrFromSlice(a.AsSlice())
+	return netip.AddrPortFrom(ip.Unmap(), port)
+}
+
+// dnsIdle is how long a DNS flow waits for its next query.
+const dnsIdle = 10 * time.Second
+
+func deadline() time.Time { return time.Now().Add(dnsIdle) }
