@@ -59,6 +59,22 @@ func New(cfg Config) (*Stack, error) {
 		s.Close()
 		return nil, err
 	}
+	// The handlers are set before the NIC exists: once it does, packets
+	// are delivered concurrently.
+	tcpFwd := tcp.NewForwarder(s, 0, 1024, func(r *tcp.ForwarderRequest) {
+		cfg.TCP(&Flow{req: r, s: s})
+	})
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tcpFwd.HandlePacket)
+	udpFwd := udp.NewForwarder(s, func(r *udp.ForwarderRequest) { serveDNSFlow(r, cfg.DNS) })
+	s.SetTransportProtocolHandler(udp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+		if id.LocalPort == 53 && cfg.DNS != nil {
+			return udpFwd.HandlePacket(id, pkt)
+		}
+		if cfg.UDP != nil {
+			cfg.UDP(addrPort(id.RemoteAddress, id.RemotePort), addrPort(id.LocalAddress, id.LocalPort))
+		}
+		return false // unhandled: the stack answers ICMP port unreachable
+	})
 	if terr := s.CreateNIC(nicID, link); terr != nil {
 		s.Close()
 		return nil, fmt.Errorf("creating the NIC: %v", terr)
@@ -76,20 +92,6 @@ func New(cfg Config) (*Stack, error) {
 	s.SetRouteTable([]tcpip.Route{
 		{Destination: header.IPv4EmptySubnet, NIC: nicID},
 		{Destination: header.IPv6EmptySubnet, NIC: nicID},
-	})
-	tcpFwd := tcp.NewForwarder(s, 0, 1024, func(r *tcp.ForwarderRequest) {
-		cfg.TCP(&Flow{req: r, s: s})
-	})
-	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tcpFwd.HandlePacket)
-	udpFwd := udp.NewForwarder(s, func(r *udp.ForwarderRequest) { serveDNSFlow(r, cfg.DNS) })
-	s.SetTransportProtocolHandler(udp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
-		if id.LocalPort == 53 && cfg.DNS != nil {
-			return udpFwd.HandlePacket(id, pkt)
-		}
-		if cfg.UDP != nil {
-			cfg.UDP(addrPort(id.RemoteAddress, id.RemotePort), addrPort(id.LocalAddress, id.LocalPort))
-		}
-		return false // unhandled: the stack answers ICMP port unreachable
 	})
 	return &Stack{s: s}, nil
 }
