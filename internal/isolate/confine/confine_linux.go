@@ -20,11 +20,16 @@ const secureBits = 1<<0 | 1<<1 | // SECBIT_NOROOT, _LOCKED
 // Exec drops everything on the calling OS thread, in the order the kernel
 // needs (securebits and the bounding set while CAP_SETPCAP is held, the
 // ids while CAP_SETUID/CAP_SETGID are, then the capabilities themselves),
-// sets no_new_privs, installs the seccomp filter and executes path. It
+// sets no_new_privs, installs the seccomp filter (assembled before
+// anything changes) and executes path. It
 // returns only on error. The caller must hold runtime.LockOSThread: the
 // capabilities, no_new_privs and the filter are the thread's, and exec
 // keeps the calling thread's.
 func Exec(path string, argv, env []string, t Target) error {
+	prog, err := assemble()
+	if err != nil {
+		return err
+	}
 	if err := unix.Prctl(unix.PR_SET_SECUREBITS, secureBits, 0, 0, 0); err != nil {
 		return fmt.Errorf("setting securebits: %w", err)
 	}
@@ -59,7 +64,7 @@ func Exec(path string, argv, env []string, t Target) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("setting no_new_privs: %w", err)
 	}
-	if err := installFilter(); err != nil {
+	if err := install(prog); err != nil {
 		return err
 	}
 	return unix.Exec(path, argv, env)
