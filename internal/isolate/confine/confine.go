@@ -3,10 +3,42 @@
 // capabilities, user and group ids, no_new_privs, a seccomp filter.
 package confine
 
+import (
+	"errors"
+	"fmt"
+)
+
 // Target is who the command runs as.
 type Target struct {
 	UID, GID int
-	// SetGroups clears the supplementary groups (possible where the user
-	// namespace allows setgroups: a root caller's).
+	// Groups are the supplementary groups to set when SetGroups is true;
+	// an empty list then clears them. With SetGroups false they are left
+	// as they are: in an unprivileged user namespace setgroups is denied
+	// and must be skipped.
+	Groups    []int
 	SetGroups bool
+}
+
+// validate refuses a target that would leave an id unchanged (-1 means
+// "unchanged" to setresuid) or name groups that would not be set.
+func (t Target) validate() error {
+	var errs []error
+	if t.UID < 0 {
+		errs = append(errs, fmt.Errorf("uid %d is negative", t.UID))
+	}
+	if t.GID < 0 {
+		errs = append(errs, fmt.Errorf("gid %d is negative", t.GID))
+	}
+	for _, g := range t.Groups {
+		if g < 0 {
+			errs = append(errs, fmt.Errorf("group %d is negative", g))
+		}
+	}
+	if len(t.Groups) > 0 && !t.SetGroups {
+		errs = append(errs, errors.New("groups are given but SetGroups is false"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("checking the target: %w", err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package confine
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -9,52 +10,50 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// The bits of linux/securebits.h (x/sys/unix does not name them); each
+// one's lock sits one above it.
+const (
+	secbitNoRoot                = 1 << 0
+	secbitNoRootLocked          = 1 << 1
+	secbitNoSetuidFixup         = 1 << 2
+	secbitNoSetuidFixupLocked   = 1 << 3
+	secbitKeepCapsLocked        = 1 << 5
+	secbitNoCapAmbientRaise     = 1 << 6
+	secbitNoCapAmbientRaiseLock = 1 << 7
+)
+
 // secureBits lock root out of its special meaning for good: uid 0 gains no
-// capability on exec or setuid, and no capability can be raised again.
-// (linux/securebits.h: each bit, and its lock one above it.)
-const secureBits = 1<<0 | 1<<1 | // SECBIT_NOROOT, _LOCKED
-	1<<2 | 1<<3 | // SECBIT_NO_SETUID_FIXUP, _LOCKED
-	1<<5 | // SECBIT_KEEP_CAPS_LOCKED
-	1<<6 | 1<<7 // SECBIT_NO_CAP_AMBIENT_RAISE, _LOCKED
+// capability on exec or setuid, the uid change keeps the capabilities
+// until they are cleared explicitly, and none can be raised again.
+const secureBits = secbitNoRoot | secbitNoRootLocked |
+	secbitNoSetuidFixup | secbitNoSetuidFixupLocked |
+	secbitKeepCapsLocked |
+	secbitNoCapAmbientRaise | secbitNoCapAmbientRaiseLock
 
 // Exec drops everything on the calling OS thread, in the order the kernel
 // needs (securebits and the bounding set while CAP_SETPCAP is held, the
 // ids while CAP_SETUID/CAP_SETGID are, then the capabilities themselves),
-// sets no_new_privs, installs the seccomp filter (assembled before
-// anything changes) and executes path. It
+// sets no_new_privs, installs the seccomp filter and executes path. It
 // returns only on error. The caller must hold runtime.LockOSThread: the
 // capabilities, no_new_privs and the filter are the thread's, and exec
 // keeps the calling thread's.
+//
+// The target and the filter are checked before anything changes; once a
+// step has failed the process is half confined and must not run anything
+// but its own exit.
 func Exec(path string, argv, env []string, t Target) error {
+	if err := t.validate(); err != nil {
+		return err
+	}
 	prog, err := assemble()
 	if err != nil {
 		return err
 	}
-	if err := unix.Prctl(unix.PR_SET_SECUREBITS, secureBits, 0, 0, 0); err != nil {
-		return fmt.Errorf("setting securebits: %w", err)
-	}
-	last, err := lastCap()
-	if err != nil {
+	if err := dropCapabilityBounds(); err != nil {
 		return err
 	}
-	for c := 0; c <= last; c++ {
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
-			return fmt.Errorf("dropping capability %d from the bounding set: %w", c, err)
-		}
-	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
-		return fmt.Errorf("clearing ambient capabilities: %w", err)
-	}
-	if t.SetGroups {
-		if err := unix.Setgroups(nil); err != nil {
-			return fmt.Errorf("clearing supplementary groups: %w", err)
-		}
-	}
-	if err := unix.Setresgid(t.GID, t.GID, t.GID); err != nil {
-		return fmt.Errorf("setting gid %d: %w", t.GID, err)
-	}
-	if err := unix.Setresuid(t.UID, t.UID, t.UID); err != nil {
-		return fmt.Errorf("setting uid %d: %w", t.UID, err)
+	if err := setIDs(t); err != nil {
+		return err
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var none [2]unix.CapUserData
@@ -67,7 +66,61 @@ func Exec(path string, argv, env []string, t Target) error {
 	if err := install(prog); err != nil {
 		return err
 	}
-	return unix.Exec(path, argv, env)
+	if err := unix.Exec(path, argv, env); err != nil {
+		return fmt.Errorf("executing %s: %w", path, err)
+	}
+	return nil
+}
+
+// dropCapabilityBounds sets the securebits, empties the bounding set and
+// clears the ambient and inheritable capabilities: everything that needs
+// CAP_SETPCAP, or decides what a later exec may gain.
+func dropCapabilityBounds() error {
+	if err := unix.Prctl(unix.PR_SET_SECUREBITS, secureBits, 0, 0, 0); err != nil {
+		return fmt.Errorf("setting securebits: %w", err)
+	}
+	last, err := lastCap()
+	if err != nil {
+		return err
+	}
+	for c := 0; c <= last; c++ {
+		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		if err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("dropping capability %d from the bounding set: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return fmt.Errorf("clearing ambient capabilities: %w", err)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var caps [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &caps[0]); err != nil {
+		return fmt.Errorf("reading capabilities: %w", err)
+	}
+	caps[0].Inheritable, caps[1].Inheritable = 0, 0
+	if err := unix.Capset(&hdr, &caps[0]); err != nil {
+		return fmt.Errorf("clearing inheritable capabilities: %w", err)
+	}
+	return nil
+}
+
+// setIDs sets the supplementary groups (when asked), then the gid, then
+// the uid: the gid and groups need CAP_SETGID, which the caller still
+// holds because SECBIT_NO_SETUID_FIXUP keeps the capabilities across the
+// uid change.
+func setIDs(t Target) error {
+	if t.SetGroups {
+		if err := unix.Setgroups(t.Groups); err != nil {
+			return fmt.Errorf("setting supplementary groups %v: %w", t.Groups, err)
+		}
+	}
+	if err := unix.Setresgid(t.GID, t.GID, t.GID); err != nil {
+		return fmt.Errorf("setting gid %d: %w", t.GID, err)
+	}
+	if err := unix.Setresuid(t.UID, t.UID, t.UID); err != nil {
+		return fmt.Errorf("setting uid %d: %w", t.UID, err)
+	}
+	return nil
 }
 
 // lastCap is the highest capability this kernel knows.
