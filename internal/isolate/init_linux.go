@@ -2,6 +2,7 @@ package isolate
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -79,6 +80,7 @@ func buildNamespace(s setupMsg) (files []*os.File, addrs []string, tunErr string
 	}
 	steps := []func() error{
 		mountProcAndSys,
+		noNestedUserNS,
 		func() error { return bindResolvConf(resolver) },
 		func() error { return bindReadOnly(s.ReadOnly) },
 		func() error { return hide(s.Hide) },
@@ -135,7 +137,7 @@ func openListeners(n int) ([]*os.File, []string, error) {
 // superviseCommand starts the command through the last stage, forwards
 // signals to it and reaps until it exits.
 func superviseCommand(run execMsg, setup setupMsg, stderr io.Writer) int {
-	stage, err := json.Marshal(stageMsg{execMsg: run, UID: setup.UID, GID: setup.GID})
+	stage, err := json.Marshal(stageMsg{execMsg: run, UID: setup.UID, GID: setup.GID, SetGroups: setup.SetGroups})
 	if err != nil {
 		fmt.Fprintf(stderr, "regate: isolate init: %v\n", err)
 		return 125
@@ -198,4 +200,18 @@ func controlConn() (*net.UnixConn, error) {
 		return nil, fmt.Errorf("control socket is a %T", c)
 	}
 	return uc, nil
+}
+
+// noNestedUserNS sets user.max_user_namespaces to 0 inside the sandbox's
+// user namespace: the command cannot create nested ones (with a full
+// bounding set in them, more of the kernel would be open to it).
+// The sysctl belongs to the host's root: a caller that is not root cannot
+// set it, and its command may still create nested user namespaces (which
+// reach no more network than the sandbox's).
+func noNestedUserNS() error {
+	err := os.WriteFile("/proc/sys/user/max_user_namespaces", []byte("0\n"), 0)
+	if err != nil && !errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("forbidding nested user namespaces: %w", err)
+	}
+	return nil
 }

@@ -39,6 +39,7 @@ type (
 		UID       int      `json:"uid"`
 		GID       int      `json:"gid"`
 		TUN       bool     `json:"tun"`
+		SetGroups bool     `json:"set_groups"`
 	}
 	// readyMsg is the init's answer; the listeners' fds ride along.
 	readyMsg struct {

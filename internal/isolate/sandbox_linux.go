@@ -123,7 +123,7 @@ func (s *Sandbox) startInit() error {
 
 // handshake sends the setup and receives the listeners.
 func (s *Sandbox) handshake(spec Spec, target User) error {
-	msg := setupMsg{Listeners: spec.Listeners, ReadOnly: spec.ReadOnly, Hide: spec.Hide, UID: target.UID, GID: target.GID, TUN: spec.Transparent}
+	msg := setupMsg{Listeners: spec.Listeners, ReadOnly: spec.ReadOnly, Hide: spec.Hide, UID: target.UID, GID: target.GID, TUN: spec.Transparent, SetGroups: os.Getuid() == 0}
 	if err := sendMsg(s.ctl, msg, nil); err != nil {
 		return err
 	}

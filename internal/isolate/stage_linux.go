@@ -18,6 +18,9 @@ type stageMsg struct {
 	execMsg
 	UID int `json:"uid"`
 	GID int `json:"gid"`
+	// SetGroups clears the supplementary groups (a root caller's user
+	// namespace allows it).
+	SetGroups bool `json:"set_groups"`
 }
 
 // Exec is the last stage, run as `regate __isolate-exec STAGE` by the
@@ -32,12 +35,15 @@ func Exec(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "regate: isolate: the last stage needs its message")
 		return 125
 	}
-	err := confine.Exec(m.Path, m.Argv, os.Environ(), confine.Target{UID: m.UID, GID: m.GID})
-	fmt.Fprintf(stderr, "regate: %s: %v\n", m.Path, err)
+	err := confine.Exec(m.Path, m.Argv, os.Environ(), confine.Target{UID: m.UID, GID: m.GID, SetGroups: m.SetGroups})
+	fmt.Fprintf(stderr, "regate: %v\n", err)
+	var ee *confine.ExecError
 	switch {
+	case !errors.As(err, &ee):
+		return 125 // confining failed: nothing ran
 	case errors.Is(err, syscall.ENOENT):
 		return 127
-	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.ENOEXEC), errors.Is(err, syscall.EPERM):
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.ENOEXEC):
 		return 126
 	}
 	return 125

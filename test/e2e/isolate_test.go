@@ -101,6 +101,7 @@ func TestIsolateClosesTheWaysOut(t *testing.T) {
 		{"umount /proc", []string{probeBin, "umount", "/proc"}, "operation not permitted"},
 		{"lo down", []string{probeBin, "lo-down"}, "operation not permitted"},
 		{"new network namespace", []string{probeBin, "unshare-net"}, "operation not permitted"},
+		{"nested user namespace", []string{"unshare", "-U", "true"}, "No space left on device"},
 		{"vsock", []string{probeBin, "vsock"}, "address family not supported"},
 		{"ptrace", []string{probeBin, "ptrace"}, "operation not permitted"},
 		{"io_uring", []string{probeBin, "io_uring"}, "operation not permitted"},

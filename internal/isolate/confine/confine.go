@@ -42,3 +42,14 @@ func (t Target) validate() error {
 	}
 	return nil
 }
+
+// ExecError is a failure of the exec itself, after every privilege was
+// dropped (not found, not executable); any other error of Exec is one of
+// confining.
+type ExecError struct {
+	Path string
+	Err  error
+}
+
+func (e *ExecError) Error() string { return "executing " + e.Path + ": " + e.Err.Error() }
+func (e *ExecError) Unwrap() error { return e.Err }

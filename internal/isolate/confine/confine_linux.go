@@ -67,7 +67,7 @@ func Exec(path string, argv, env []string, t Target) error {
 		return err
 	}
 	if err := unix.Exec(path, argv, env); err != nil {
-		return fmt.Errorf("executing %s: %w", path, err)
+		return &ExecError{Path: path, Err: err}
 	}
 	return nil
 }
