@@ -128,6 +128,9 @@ func (f inputFields) cacheKey(in *Input) string {
 		str('c', in.Client.Addr)
 		str('l', in.Client.Listener)
 	}
+	if f.has("transparent") && in.Transparent != nil {
+		str('f', in.Transparent.Addr)
+	}
 	if f.has("attempt") && in.Attempt != nil {
 		in.Attempt.appendKey(str)
 	}

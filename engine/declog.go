@@ -19,6 +19,7 @@ type Event struct {
 	AttemptID string `json:"-"`
 	Host      string `json:"-"`
 	Port      int    `json:"-"`
+	Scheme    string `json:"-"`
 	Reason    string `json:"-"`
 }
 
@@ -73,7 +74,7 @@ func newPipeline(cfg Config, m *collectors) *pipeline {
 func (p *pipeline) enqueue(info *server.Info, d *Decision, in Input) {
 	it := &item{info: info, in: in, ev: Event{
 		Allow: d.Allow, Audit: d.Audit, Reason: d.Reason,
-		AttemptID: in.AttemptID, Host: in.Host, Port: in.Port,
+		AttemptID: in.AttemptID, Host: in.Host, Port: in.Port, Scheme: in.Scheme,
 	}}
 	select {
 	case p.q <- it:

@@ -175,7 +175,8 @@ func TestLoggedInputSameOnBothPaths(t *testing.T) {
 		{Host: "a.test", Port: 443, Scheme: SchemeHTTPS, Method: MethodConnect},
 		{Host: "a.test", Port: 80, Scheme: SchemeHTTP, Method: "GET", Path: "/x", AttemptID: "a1", HostIsIP: true,
 			Attempt: &Attempt{Labels: map[string]string{"team": "t"}, Allow: []string{"x.test"}},
-			TLS:     &TLS{SNI: "b.test"}, Client: &Client{Addr: "127.0.0.1:1", Listener: "http"}},
+			TLS:     &TLS{SNI: "b.test"}, Client: &Client{Addr: "127.0.0.1:1", Listener: "http"},
+			Transparent: &Transparent{Addr: "198.18.0.7"}},
 	}
 	for _, in := range inputs {
 		fromAST, err := ast.JSON(in.LogAST())

@@ -18,6 +18,11 @@ const (
 	SchemeTCP    = "tcp"    // a transparent TCP flow of an isolated command
 )
 
+// SchemeUDP is the scheme of the deny events of UDP an isolated command
+// sent (other than DNS): regate drops it without asking the policy, so it
+// is not one of Schemes.
+const SchemeUDP = "udp"
+
 // Schemes are every value input.scheme takes.
 var Schemes = []string{SchemeHTTP, SchemeHTTPS, SchemeSOCKS5, SchemeTCP}
 
@@ -37,6 +42,10 @@ type Input struct {
 	HostIsIP  bool     `json:"host_is_ip"`
 	TLS       *TLS     `json:"tls,omitempty"`
 	Client    *Client  `json:"client,omitempty"`
+	// Transparent is set on the flows of an isolated command that
+	// connected to an address of regate's fake-IP DNS: Host is the name
+	// that address stands for.
+	Transparent *Transparent `json:"transparent,omitempty"`
 	// The policy also sees input.candidates, computed from Host and Port
 	// by Candidates; it is not a field because callers cannot set it.
 }
@@ -51,6 +60,13 @@ type Attempt struct {
 // TLS is present only on the TLS re-check of a tunnel.
 type TLS struct {
 	SNI string `json:"sni"`
+}
+
+// Transparent is how a transparent flow named its destination: Addr is
+// the fake-IP address it connected to, which regate's DNS inside the
+// sandbox handed out for Host.
+type Transparent struct {
+	Addr string `json:"addr"`
 }
 
 // Client describes the connection the request came in on.
@@ -74,7 +90,7 @@ func (in *Input) LogAST() ast.Value {
 // terms builds the fields without a JSON round trip: AST is on the hot path
 // of every evaluated decision.
 func (in *Input) terms() [][2]*ast.Term {
-	terms := make([][2]*ast.Term, 0, 11)
+	terms := make([][2]*ast.Term, 0, 12)
 	item := func(k string, v *ast.Term) { terms = append(terms, [2]*ast.Term{ast.StringTerm(k), v}) }
 	item("host", ast.StringTerm(in.Host))
 	item("port", ast.InternedTerm(in.Port))
@@ -94,6 +110,9 @@ func (in *Input) terms() [][2]*ast.Term {
 			[2]*ast.Term{ast.StringTerm("addr"), ast.StringTerm(in.Client.Addr)},
 			[2]*ast.Term{ast.StringTerm("listener"), ast.StringTerm(in.Client.Listener)},
 		))
+	}
+	if in.Transparent != nil {
+		item("transparent", ast.ObjectTerm([2]*ast.Term{ast.StringTerm("addr"), ast.StringTerm(in.Transparent.Addr)}))
 	}
 	return terms
 }
