@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -55,7 +56,19 @@ func (p *Proxy) newFlow(t Dest, scheme, method string, who Identity, client, lis
 		HostIsIP:  t.IsIP,
 		Client:    &engine.Client{Addr: client, Listener: listener},
 	}
+	if t.Fake.IsValid() {
+		in.Transparent = &engine.Transparent{Addr: t.Fake.String()}
+	}
 	return &flow{p: p, in: in, start: time.Now()}
+}
+
+// dest is the destination the flow was built for.
+func (f *flow) dest() Dest {
+	d := Dest{Host: f.in.Host, Port: f.in.Port, IsIP: f.in.HostIsIP}
+	if f.in.Transparent != nil {
+		d.Fake, _ = netip.ParseAddr(f.in.Transparent.Addr)
+	}
+	return d
 }
 
 // drive runs a flow's stages and records its one Outcome with the error
@@ -159,4 +172,24 @@ func (f *flow) finish(err error) {
 		Err:        err,
 	}
 	f.p.cfg.OnOutcome(o)
+}
+
+// Dropped is traffic a source drops without asking the policy (an
+// isolated command's UDP): it is still a deny decision event.
+type Dropped struct {
+	Dest             Dest
+	Scheme           string
+	Who              Identity
+	Client, Listener string
+	Rule, Reason     string
+}
+
+// Drop records d as the proxy's own deny: logged, counted and observed
+// like any other, with an outcome.
+func (p *Proxy) Drop(d Dropped) {
+	f := p.newFlow(d.Dest, d.Scheme, "", d.Who, d.Client, d.Listener)
+	f.drive(func(f *flow) error {
+		f.ownDeny(d.Rule, d.Reason)
+		return nil
+	})
 }

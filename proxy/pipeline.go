@@ -90,7 +90,7 @@ func refusalClass(err error) Class {
 func (f *flow) refusal(err error) Refusal {
 	return Refusal{
 		Class:    refusalClass(err),
-		Dest:     Dest{Host: f.in.Host, Port: f.in.Port, IsIP: f.in.HostIsIP},
+		Dest:     f.dest(),
 		Decision: f.dec,
 		Err:      err,
 	}
@@ -159,7 +159,7 @@ func (p *Proxy) connect(ctx context.Context, f *flow) (net.Conn, error) {
 // plan resolves and checks the destination. An SSRF refusal replaces the
 // allow with the proxy's own logged deny and returns an *ssrfError.
 func (p *Proxy) plan(ctx context.Context, f *flow) ([]netip.AddrPort, error) {
-	addrs, err := p.guard.plan(ctx, Dest{Host: f.in.Host, Port: f.in.Port, IsIP: f.in.HostIsIP})
+	addrs, err := p.guard.plan(ctx, f.dest())
 	var se *ssrfError
 	if errors.As(err, &se) {
 		p.m.ssrf.WithLabelValues(se.class).Inc()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -20,6 +21,10 @@ type Dest struct {
 	Host string // normalised (engine.NormalizeHost)
 	Port int
 	IsIP bool // the client named an address, not a name
+	// Fake is the fake-IP address a transparent flow connected to, when
+	// Host is the name regate's DNS handed it out for
+	// (input.transparent.addr); the zero Addr otherwise.
+	Fake netip.Addr
 }
 
 func (t Dest) String() string { return net.JoinHostPort(t.Host, strconv.Itoa(t.Port)) }

@@ -25,7 +25,7 @@ const ruleHTTPCheck = "proxy:http-check"
 // the HTTP listener apply. Upstream connections are the per-request
 // path's, dialed to the addresses the guard checks for each request.
 func (p *Proxy) serveTunnelHTTP(f *flow, client net.Conn, first []byte) error {
-	dest := Dest{Host: f.in.Host, Port: f.in.Port, IsIP: f.in.HostIsIP}
+	dest := f.dest()
 	who := Identity{ID: f.in.AttemptID, Attempt: f.in.Attempt}
 	ic := &innerConn{Conn: rawConn(client), pre: first, frames: newFraming(p.cfg.MaxHeaderBytes), f: f, done: make(chan struct{})}
 	srv := &http.Server{
