@@ -19,10 +19,13 @@ const (
 	TUNMTU  = 65520 // large: the user-space stack is 7× slower at 1500
 )
 
-// tunAddr is the device's own address; DNSAddr the resolver's inside.
+// tunAddr and tunAddr6 are the device's own addresses (outside the
+// fake-IP ranges 198.18.0.0/15 and fd00:7267::/64); DNSAddr is the
+// resolver's inside.
 var (
-	tunAddr = [4]byte{169, 254, 77, 1}
-	DNSAddr = [4]byte{169, 254, 77, 53}
+	tunAddr  = [4]byte{169, 254, 77, 1}
+	tunAddr6 = [16]byte{0xfd, 0x00, 0x72, 0x67, 0, 1, 14: 0, 15: 1} // fd00:7267:1::1
+	DNSAddr  = [4]byte{169, 254, 77, 53}
 )
 
 // openTUN creates regate0 up, with its address and the default route, and
@@ -81,46 +84,74 @@ func configureTUN() error {
 	if err != nil {
 		return err
 	}
-	return addDefaultRoute(ifi.Index)
+	return addRoutes(ifi.Index)
 }
 
-// addDefaultRoute adds 0.0.0.0/0 dev ifindex over rtnetlink.
-func addDefaultRoute(ifindex int) error {
+// addRoutes gives regate0 its IPv6 address and a default route for each
+// family, over rtnetlink.
+func addRoutes(ifindex int) error {
+	addr := unix.IfAddrmsg{Family: unix.AF_INET6, Prefixlen: 128, Flags: unix.IFA_F_NODAD, Scope: unix.RT_SCOPE_UNIVERSE, Index: uint32(ifindex)}
+	if err := rtnetlink(unix.RTM_NEWADDR, unsafe.Slice((*byte)(unsafe.Pointer(&addr)), unix.SizeofIfAddrmsg),
+		rtattr(unix.IFA_LOCAL, tunAddr6[:]), rtattr(unix.IFA_ADDRESS, tunAddr6[:])); err != nil {
+		return fmt.Errorf("setting the IPv6 address: %w", err)
+	}
+	oif := binary.NativeEndian.AppendUint32(nil, uint32(ifindex))
+	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		rt := unix.RtMsg{Family: family, Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_BOOT,
+			Scope: unix.RT_SCOPE_LINK, Type: unix.RTN_UNICAST}
+		if family == unix.AF_INET6 {
+			rt.Scope = unix.RT_SCOPE_UNIVERSE // IPv6 routes are universe scope
+		}
+		if err := rtnetlink(unix.RTM_NEWROUTE, unsafe.Slice((*byte)(unsafe.Pointer(&rt)), unix.SizeofRtMsg),
+			rtattr(unix.RTA_OIF, oif)); err != nil {
+			return fmt.Errorf("adding the default route (family %d): %w", family, err)
+		}
+	}
+	return nil
+}
+
+// rtattr is one route attribute, padded.
+func rtattr(typ uint16, data []byte) []byte {
+	n := unix.SizeofRtAttr + len(data)
+	b := make([]byte, (n+unix.RTA_ALIGNTO-1) & ^(unix.RTA_ALIGNTO-1))
+	*(*unix.RtAttr)(unsafe.Pointer(&b[0])) = unix.RtAttr{Len: uint16(n), Type: typ}
+	copy(b[unix.SizeofRtAttr:], data)
+	return b
+}
+
+// rtnetlink sends one creating request (header, then attributes) and
+// waits for its acknowledgement.
+func rtnetlink(typ uint16, header []byte, attrs ...[]byte) error {
 	s, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
-		return fmt.Errorf("adding the default route: %w", err)
+		return err
 	}
 	defer unix.Close(s)
-	attrLen := unix.SizeofRtAttr + 4
-	total := unix.NLMSG_HDRLEN + unix.SizeofRtMsg + attrLen
-	b := make([]byte, total)
+	b := make([]byte, unix.NLMSG_HDRLEN, 256)
+	b = append(b, header...)
+	for _, a := range attrs {
+		b = append(b, a...)
+	}
 	*(*unix.NlMsghdr)(unsafe.Pointer(&b[0])) = unix.NlMsghdr{
-		Len: uint32(total), Type: unix.RTM_NEWROUTE, Seq: 1,
+		Len: uint32(len(b)), Type: typ, Seq: 1,
 		Flags: unix.NLM_F_REQUEST | unix.NLM_F_CREATE | unix.NLM_F_EXCL | unix.NLM_F_ACK,
 	}
-	*(*unix.RtMsg)(unsafe.Pointer(&b[unix.NLMSG_HDRLEN])) = unix.RtMsg{
-		Family: unix.AF_INET, Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_BOOT,
-		Scope: unix.RT_SCOPE_LINK, Type: unix.RTN_UNICAST,
-	}
-	off := unix.NLMSG_HDRLEN + unix.SizeofRtMsg
-	*(*unix.RtAttr)(unsafe.Pointer(&b[off])) = unix.RtAttr{Len: uint16(attrLen), Type: unix.RTA_OIF}
-	binary.NativeEndian.PutUint32(b[off+unix.SizeofRtAttr:], uint32(ifindex))
 	if err := unix.Sendto(s, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("adding the default route: %w", err)
+		return err
 	}
 	ack := make([]byte, 4096)
 	n, _, err := unix.Recvfrom(s, ack, 0)
 	if err != nil {
-		return fmt.Errorf("adding the default route: %w", err)
+		return err
 	}
 	msgs, err := syscall.ParseNetlinkMessage(ack[:n])
 	if err != nil {
-		return fmt.Errorf("adding the default route: %w", err)
+		return err
 	}
 	for _, m := range msgs {
 		if m.Header.Type == unix.NLMSG_ERROR && len(m.Data) >= 4 {
 			if code := int32(binary.NativeEndian.Uint32(m.Data)); code != 0 {
-				return fmt.Errorf("adding the default route: %w", unix.Errno(-code))
+				return unix.Errno(-code)
 			}
 		}
 	}

@@ -5,8 +5,10 @@
 package netstack
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"time"
@@ -32,7 +34,8 @@ type Config struct {
 	MTU uint32 // the device's MTU
 	// TCP receives each new TCP flow, before its handshake is answered.
 	TCP func(*Flow)
-	// DNS answers a DNS query (UDP port 53 on any address); nil drops it.
+	// DNS answers a DNS query (port 53 on any address, UDP and TCP); nil
+	// leaves them to UDP and TCP.
 	DNS func(query []byte) []byte
 	// UDP is told of each other UDP datagram, refused with ICMP port
 	// unreachable.
@@ -62,7 +65,14 @@ func New(cfg Config) (*Stack, error) {
 	// The handlers are set before the NIC exists: once it does, packets
 	// are delivered concurrently.
 	tcpFwd := tcp.NewForwarder(s, 0, 1024, func(r *tcp.ForwarderRequest) {
-		cfg.TCP(&Flow{req: r, s: s})
+		f := &Flow{req: r, s: s}
+		if r.ID().LocalPort == 53 && cfg.DNS != nil {
+			if c, err := f.Accept(); err == nil {
+				go serveDNSTCP(c, cfg.DNS)
+			}
+			return
+		}
+		cfg.TCP(f)
 	})
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tcpFwd.HandlePacket)
 	udpFwd := udp.NewForwarder(s, func(r *udp.ForwarderRequest) { serveDNSFlow(r, cfg.DNS) })
@@ -189,6 +199,33 @@ func serveDNS(c *gonet.UDPConn, answer func([]byte) []byte) {
 		}
 		if out := answer(buf[:n]); out != nil {
 			_, _ = c.Write(out)
+		}
+	}
+}
+
+// serveDNSTCP answers the queries of one DNS-over-TCP connection (each
+// message after its two-byte length, RFC 1035 §4.2.2), until it is idle.
+func serveDNSTCP(c net.Conn, answer func([]byte) []byte) {
+	defer c.Close()
+	var size [2]byte
+	for {
+		if err := c.SetReadDeadline(deadline()); err != nil {
+			return
+		}
+		if _, err := io.ReadFull(c, size[:]); err != nil {
+			return
+		}
+		q := make([]byte, binary.BigEndian.Uint16(size[:]))
+		if _, err := io.ReadFull(c, q); err != nil {
+			return
+		}
+		out := answer(q)
+		if out == nil || len(out) > 0xffff {
+			return
+		}
+		msg := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(out)), uint16(len(out)))
+		if _, err := c.Write(append(msg, out...)); err != nil {
+			return
 		}
 	}
 }

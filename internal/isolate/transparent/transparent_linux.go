@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/regate/regate/engine"
@@ -18,18 +19,23 @@ import (
 )
 
 // Start serves the TUN link tun: DNS from a fake-IP pool, every TCP flow
-// through p's pipeline, other UDP refused. stop ends it.
-func Start(ctx context.Context, tun *os.File, p *proxy.Proxy, log *slog.Logger) (stop func(), err error) {
+// through p's pipeline, other UDP refused and logged. stop ends it.
+func Start(ctx context.Context, tun *os.File, p *proxy.Proxy, log *slog.Logger, o Options) (stop func(), err error) {
 	v4, v6 := fakedns.DefaultPrefixes()
 	pool, err := fakedns.NewPool(v4, v6, fakedns.DefaultMax)
 	if err != nil {
 		return nil, err
 	}
-	src := &source{ctx: ctx, p: p, pool: pool, fake: []netip.Prefix{v4, v6}, log: log}
+	if o.HTTPPorts == nil {
+		o.HTTPPorts = DefaultHTTPPorts
+	}
+	src := &source{ctx: ctx, p: p, pool: pool, fake: []netip.Prefix{v4, v6}, log: log, o: o,
+		drops: newUDPDrops(), m: newMetrics(o.Registerer)}
 	st, err := netstack.New(netstack.Config{
 		FD:  int(tun.Fd()),
 		MTU: isolate.TUNMTU,
 		TCP: src.flow,
+		UDP: src.udp,
 		DNS: func(q []byte) []byte {
 			out, err := fakedns.Answer(q, pool)
 			if err != nil {
@@ -60,16 +66,61 @@ type source struct {
 	pool *fakedns.Pool
 	fake []netip.Prefix
 	log  *slog.Logger
+	o    Options
+
+	drops *udpDrops
+	m     metrics
+}
+
+// name is what the command named by connecting to dst: the name behind a
+// fake address (and that address), else the address itself. ok is false
+// for a fake address this run never handed out.
+func (s *source) name(dst netip.Addr) (host string, fake netip.Addr, ok bool) {
+	if name, found := s.pool.Name(dst); found {
+		return name, dst, true
+	}
+	if s.fake[0].Contains(dst) || s.fake[1].Contains(dst) {
+		return "", netip.Addr{}, false
+	}
+	return dst.String(), netip.Addr{}, true
+}
+
+// udp records a dropped datagram (the stack answers it with ICMP port
+// unreachable): counted always, a deny event per destination and window.
+func (s *source) udp(src, dst netip.AddrPort) {
+	s.m.udpDropped.Inc()
+	host, fake, ok := s.name(dst.Addr())
+	if !ok {
+		host = dst.Addr().String()
+	}
+	if s.o.OnUDP != nil {
+		s.o.OnUDP(host, int(dst.Port()))
+	}
+	if !s.drops.event(dst, time.Now()) {
+		return
+	}
+	dest, err := proxy.NewDest(host, int(dst.Port()))
+	if err != nil {
+		return
+	}
+	dest.Fake = fake
+	who, err := s.p.Identify(proxy.Credentials{})
+	if err != nil {
+		return
+	}
+	s.p.Drop(proxy.Dropped{
+		Dest: dest, Scheme: engine.SchemeUDP, Who: who,
+		Client: src.String(), Listener: Listener,
+		Rule: RuleUDP, Reason: "UDP is not allowed in the sandbox (only DNS, answered by regate)",
+	})
 }
 
 // flow names a new flow's destination (the name behind a fake address,
 // else the address itself) and hands it to the pipeline.
 func (s *source) flow(f *netstack.Flow) {
 	dst := f.Dst()
-	host := dst.Addr().String()
-	if name, ok := s.pool.Name(dst.Addr()); ok {
-		host = name
-	} else if s.fake[0].Contains(dst.Addr()) || s.fake[1].Contains(dst.Addr()) {
+	host, fake, ok := s.name(dst.Addr())
+	if !ok {
 		f.Refuse() // a fake address this run never handed out
 		return
 	}
@@ -78,6 +129,7 @@ func (s *source) flow(f *netstack.Flow) {
 		f.Refuse()
 		return
 	}
+	dest.Fake = fake
 	who, err := s.p.Identify(proxy.Credentials{})
 	if err != nil {
 		f.Refuse()
@@ -86,7 +138,7 @@ func (s *source) flow(f *netstack.Flow) {
 	release := s.pool.Hold(dst.Addr())
 	go func() {
 		defer release()
-		pc := &pending{f: f}
+		pc := &pending{f: f, p: s.p, http: slices.Contains(s.o.HTTPPorts, int(dst.Port()))}
 		s.p.Handle(s.ctx, proxy.Conn{Client: pc, Dest: dest, Who: who, Listener: Listener, Scheme: engine.SchemeTCP, Answer: pc})
 	}()
 }
@@ -96,10 +148,34 @@ func (s *source) flow(f *netstack.Flow) {
 // and answers through it.
 type pending struct {
 	f    *netstack.Flow
+	p    *proxy.Proxy
+	http bool     // a port where a denied HTTP request gets the 403
 	conn net.Conn // once accepted
 }
 
-func (p *pending) Refuse(proxy.Refusal) error { p.f.Refuse(); return nil }
+// httpWait bounds how long a denied flow to an HTTP port waits for the
+// request it answers.
+const httpWait = 5 * time.Second
+
+// Refuse resets the flow, except a deny on an HTTP port: the handshake
+// completes so that an HTTP request gets the proxy's 403 (a program
+// shows why); anything else sent there is closed unanswered.
+func (p *pending) Refuse(r proxy.Refusal) error {
+	if !p.http || r.Class != proxy.ClassDenied {
+		p.f.Refuse()
+		return nil
+	}
+	c, err := p.f.Accept()
+	if err != nil {
+		return err
+	}
+	p.conn = c
+	defer c.Close()
+	if !p.p.AnswerPlainHTTP(c, r, httpWait) {
+		return errors.New("a denied flow to an HTTP port sent no HTTP request")
+	}
+	return nil
+}
 
 func (p *pending) Established(net.Conn) (net.Conn, []byte, error) {
 	c, err := p.f.Accept()

@@ -12,6 +12,6 @@ import (
 )
 
 // Start fails off Linux.
-func Start(context.Context, *os.File, *proxy.Proxy, *slog.Logger) (func(), error) {
+func Start(context.Context, *os.File, *proxy.Proxy, *slog.Logger, Options) (func(), error) {
 	return nil, errors.New("transparent isolation needs Linux")
 }
