@@ -75,6 +75,12 @@ func overrides(fs *pflag.FlagSet) (map[string]any, error) {
 		if f == nil || !f.Changed {
 			continue
 		}
+		if f.Name == "isolate" {
+			if err := isolateFlag(f.Value.String(), out); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		v, err := flagValue(fs, f)
 		if err != nil {
 			return nil, err
@@ -101,6 +107,22 @@ func flagValue(fs *pflag.FlagSet, f *pflag.Flag) (any, error) {
 	default:
 		return f.Value.String(), nil
 	}
+}
+
+// isolateFlag sets isolate.enabled and isolate.mode from --isolate[=MODE]:
+// a mode turns isolation on, false turns it off.
+func isolateFlag(v string, out map[string]any) error {
+	switch v {
+	case config.IsolateTransparent, config.IsolateProxy:
+		out["isolate.enabled"], out["isolate.mode"] = true, v
+	case "true":
+		out["isolate.enabled"] = true
+	case "false":
+		out["isolate.enabled"] = false
+	default:
+		return fmt.Errorf("--isolate=%q: want %s or %s", v, config.IsolateTransparent, config.IsolateProxy)
+	}
+	return nil
 }
 
 // parseResolve turns NAME:IP pins into the hosts map; the name is what

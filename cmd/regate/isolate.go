@@ -21,7 +21,7 @@ import (
 // regate reads is bound read-only inside, what would be a way out is
 // hidden, and the proxy's listeners are created inside.
 func (a *app) isolation(cfg *config.Config) (*isolate.Sandbox, error) {
-	spec := isolate.Spec{Self: a.self, Listeners: len(onListeners(cfg)), Transparent: true}
+	spec := isolate.Spec{Self: a.self, Listeners: len(onListeners(cfg)), Transparent: cfg.Isolate.Mode != config.IsolateProxy}
 	for _, p := range append(append([]string{a.self, cfg.File}, cfg.Policies...), cfg.Admin.TokenFile) {
 		if p != "" && exists(p) {
 			spec.ReadOnly = append(spec.ReadOnly, p)
@@ -118,7 +118,7 @@ func runIsolated(sbx *isolate.Sandbox, path string, argv, env []string, stdin io
 // programs that ignore the proxy variables are decided too. Without a
 // link (no /dev/net/tun for this user, say) it says so once on stderr and
 // only proxy-aware programs reach the network.
-func startTransparent(ctx context.Context, sbx *isolate.Sandbox, st *stack, stderr io.Writer) (func(), error) {
+func startTransparent(ctx context.Context, sbx *isolate.Sandbox, st *stack, stderr io.Writer, onUDP func(string, int)) (func(), error) {
 	tun := sbx.TUN()
 	if tun == nil {
 		if why := sbx.TUNError(); why != "" {
@@ -126,7 +126,9 @@ func startTransparent(ctx context.Context, sbx *isolate.Sandbox, st *stack, stde
 		}
 		return nil, nil
 	}
-	stop, err := transparent.Start(context.WithoutCancel(ctx), tun, st.proxy, st.log)
+	stop, err := transparent.Start(context.WithoutCancel(ctx), tun, st.proxy, st.log, transparent.Options{
+		HTTPPorts: st.cfg.Isolate.HTTPPorts, OnUDP: onUDP, Registerer: st.reg,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("isolating: starting the transparent path: %w", err)
 	}

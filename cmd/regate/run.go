@@ -41,7 +41,8 @@ found; 126 when it cannot be executed; 125 when regate itself fails.`,
 	fs.String("attempt-id", "", "the attempt's id (default 128 random bits)")
 	fs.StringToString("label", nil, "attempt label `KEY=VALUE` (repeatable), as input.attempt.labels")
 	fs.BoolP("quiet", "q", false, "do not print the summary of blocked connections")
-	fs.Bool("isolate", false, "run CMD in its own user, network, mount and PID namespaces, the proxy its only way out (Linux)")
+	fs.String("isolate", "", "run CMD in its own user, network, mount and PID namespaces, regate its only way out (Linux); `MODE` transparent (the default: programs that ignore the proxy variables are decided too) or proxy (only the proxy listeners)")
+	fs.Lookup("isolate").NoOptDefVal = config.IsolateTransparent
 	fs.StringSlice("hide", nil, "with --isolate, also hide `PATH` from CMD (repeatable)")
 	fs.String("isolate-user", "", "with --isolate, run CMD as `USER` (regate must run as root)")
 	usageCode(cmd, exitRunFailed)
@@ -146,7 +147,7 @@ func (a *app) startSandbox(cmd *cobra.Command) (_ *sandbox, err error) {
 	}
 	sb := &sandbox{stack: st, id: id, token: token, summary: summary, isolated: sbx}
 	if sbx != nil {
-		if sb.transparent, err = startTransparent(cmd.Context(), sbx, st, a.stderr); err != nil {
+		if sb.transparent, err = startTransparent(cmd.Context(), sbx, st, a.stderr, summary.udp); err != nil {
 			return nil, err
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/regate/regate/internal/admin"
 	"github.com/regate/regate/internal/attempt"
 	"github.com/regate/regate/internal/config"
@@ -21,6 +23,7 @@ type stack struct {
 	ls        listeners
 	admin     *admin.Server // nil when off
 	adminAddr string        // "" when off
+	reg       prometheus.Registerer
 }
 
 // stackOptions are what differs between run and serve.
@@ -47,6 +50,7 @@ func (a *app) assemble(ctx context.Context, cfg *config.Config, o stackOptions) 
 		}
 	}()
 	reg := newRegistry()
+	s.reg = reg
 	if s.engine, err = a.startEngine(ctx, cfg, s.log, reg, true); err != nil {
 		return nil, err
 	}

@@ -36,6 +36,7 @@ type blockedSummary struct {
 
 type summaryKey struct {
 	failed       bool
+	udp          bool // dropped UDP datagrams, not connections
 	dest, reason string
 }
 
@@ -45,7 +46,7 @@ func newBlockedSummary() *blockedSummary {
 
 // observe is the engine observer: it keeps the deny events.
 func (s *blockedSummary) observe(ev *engine.Event) {
-	if ev.Allow {
+	if ev.Allow || ev.Scheme == engine.SchemeUDP { // datagrams are counted by udp
 		return
 	}
 	s.add(summaryKey{dest: joinDest(ev.Host, ev.Port), reason: ev.Reason})
@@ -58,6 +59,11 @@ func (s *blockedSummary) outcome(o proxy.Outcome) {
 		return
 	}
 	s.add(summaryKey{failed: true, dest: joinDest(o.Host, o.Port), reason: failure(o.Err)})
+}
+
+// udp is the transparent path's callback: each dropped UDP datagram.
+func (s *blockedSummary) udp(host string, port int) {
+	s.add(summaryKey{udp: true, dest: joinDest(host, port), reason: "UDP is not allowed in the sandbox"})
 }
 
 func (s *blockedSummary) add(k summaryKey) {
@@ -84,9 +90,12 @@ func (s *blockedSummary) print(w io.Writer) {
 	slices.SortStableFunc(keys, func(a, b summaryKey) int { return s.count[b] - s.count[a] })
 	for _, k := range keys[:min(len(keys), summaryShown)] {
 		n := s.count[k]
-		if k.failed {
+		switch {
+		case k.failed:
 			fmt.Fprintf(w, "regate: %d %s to %s failed — %s\n", n, connections(n), printable(k.dest), printable(k.reason))
-		} else {
+		case k.udp:
+			fmt.Fprintf(w, "regate: blocked %d UDP %s to %s — %s\n", n, plural(n, "packet"), printable(k.dest), printable(k.reason))
+		default:
 			fmt.Fprintf(w, "regate: blocked %d %s to %s — %s\n", n, connections(n), printable(k.dest), printable(k.reason))
 		}
 	}
@@ -103,11 +112,13 @@ func (s *blockedSummary) print(w io.Writer) {
 	}
 }
 
-func connections(n int) string {
+func connections(n int) string { return plural(n, "connection") }
+
+func plural(n int, noun string) string {
 	if n == 1 {
-		return "connection"
+		return noun
 	}
-	return "connections"
+	return noun + "s"
 }
 
 func joinDest(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

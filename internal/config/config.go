@@ -74,9 +74,23 @@ type Config struct {
 // Isolate is `regate run --isolate` (Linux namespaces).
 type Isolate struct {
 	Enabled bool
+	Mode    string   // IsolateTransparent or IsolateProxy
 	Hide    []string // paths hidden from the command, besides the defaults
 	User    string   // who the command runs as; "" the caller
+	// HTTPPorts are the ports where a denied transparent flow answers an
+	// HTTP request with the proxy's 403; nil is the default.
+	HTTPPorts []int
 }
+
+// Modes of --isolate.
+const (
+	// IsolateTransparent also decides the programs that ignore the proxy
+	// variables (a TUN link, fake-IP DNS); the default.
+	IsolateTransparent = "transparent"
+	// IsolateProxy leaves the proxy listeners the only way out: no link,
+	// lookups fail.
+	IsolateProxy = "proxy"
+)
 
 // Admin is where the admin API listens.
 type Admin struct {

@@ -24,6 +24,7 @@ func TestLoadFormats(t *testing.T) {
 		Admin: Admin{Addr: "unix:/tmp/regate-admin.sock"},
 		Proxy: ProxyLimits{HeaderTimeout: 3 * time.Second, DialTimeout: 4 * time.Second, IdleTimeout: time.Minute,
 			TLSPeekTimeout: 2 * time.Second, MaxHeaderBytes: 32768, MaxTunnels: 64},
+		Isolate: Isolate{Enabled: true, Mode: IsolateProxy, Hide: []string{"/srv/secret"}, HTTPPorts: []int{80, 8000}},
 	}
 	wantOPA := `{"labels":{"Region":"EU"},"services":{"AcmeCorp":{"url":"https://bundles.example.com"}}}`
 	for _, file := range []string{"testdata/full.yaml", "testdata/full.toml", "testdata/full.json"} {
@@ -109,6 +110,9 @@ func TestEveryProblemAtOnce(t *testing.T) {
 		`log.level: "loud"`,
 		`proxy.dial_timeout: -1s is negative`,
 		`opa: must be an object`,
+		`isolate.mode: "tun" is not transparent or proxy`,
+		`isolate.http_ports: 0 is not a port`,
+		`isolate.http_ports: 70000 is not a port`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -39,7 +39,7 @@ func validate(w *wire, fromFile func(string) any, flags map[string]any) (*Config
 		AllowAnonymous:    w.AllowAnonymous,
 		ShutdownTimeout:   p.duration("shutdown_timeout", w.ShutdownTimeout),
 		Admin:             p.admin(w.Admin),
-		Isolate:           Isolate{Enabled: w.Isolate.Enabled, Hide: w.Isolate.Hide, User: w.Isolate.User},
+		Isolate:           p.isolate(w.Isolate),
 		Proxy: ProxyLimits{
 			HeaderTimeout:  p.duration("proxy.header_timeout", w.Proxy.HeaderTimeout),
 			DialTimeout:    p.duration("proxy.dial_timeout", w.Proxy.DialTimeout),
@@ -197,6 +197,23 @@ func (p *problems) duration(key string, d time.Duration) time.Duration {
 		p.add("%s: %v is negative", key, d)
 	}
 	return d
+}
+
+func (p *problems) isolate(w wireIsolate) Isolate {
+	iso := Isolate{Enabled: w.Enabled, Mode: w.Mode, Hide: w.Hide, User: w.User, HTTPPorts: w.HTTPPorts}
+	switch w.Mode {
+	case "":
+		iso.Mode = IsolateTransparent
+	case IsolateTransparent, IsolateProxy:
+	default:
+		p.add("isolate.mode: %q is not %s or %s", w.Mode, IsolateTransparent, IsolateProxy)
+	}
+	for _, port := range w.HTTPPorts {
+		if port < 1 || port > 65535 {
+			p.add("isolate.http_ports: %d is not a port", port)
+		}
+	}
+	return iso
 }
 
 func (p *problems) count(key string, n int) int {

@@ -43,9 +43,11 @@ type wire struct {
 }
 
 type wireIsolate struct {
-	Enabled bool     `mapstructure:"enabled"`
-	Hide    []string `mapstructure:"hide"`
-	User    string   `mapstructure:"user"`
+	Enabled   bool     `mapstructure:"enabled"`
+	Mode      string   `mapstructure:"mode"`
+	Hide      []string `mapstructure:"hide"`
+	User      string   `mapstructure:"user"`
+	HTTPPorts []int    `mapstructure:"http_ports"`
 }
 
 type wireLog struct {
