@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -315,49 +314,5 @@ func TestIsolateFromConfiguration(t *testing.T) {
 	res = regate(t, nil, "run", "--config", cfg, "--", probeBin, "read", secret)
 	if strings.Contains(res.stdout, "the secret") {
 		t.Errorf("isolate.hide did not hide the file:\n%s", res.stdout)
-	}
-}
-
-// TestIsolateTransparent: programs that ignore the proxy variables resolve
-// through regate's fake-IP DNS and every TCP connection is decided on the
-// name it asked for.
-func TestIsolateTransparent(t *testing.T) {
-	need(t, "curl", "getent")
-	needIsolation(t)
-	up := newUpstream(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	_, echoPort, _ := net.SplitHostPort(ln.Addr().String())
-	res := isolated(t, nil, "getent", "ahostsv4", "allowed.test")
-	if !strings.Contains(res.stdout, "198.1") {
-		t.Errorf("getent: %q, want a 198.18/15 address\n%s", res.stdout, res.stderr)
-	}
-	res = isolated(t, nil, "curl", "-sS", "--noproxy", "*", "http://allowed.test:"+up.port()+"/direct")
-	if res.code != 0 || !strings.Contains(res.stdout, "hello from upstream: GET /direct") {
-		t.Errorf("curl --noproxy to an allowed name: %d %q\n%s", res.code, res.stdout, res.stderr)
-	}
-	res = isolated(t, nil, "curl", "-sS", "--noproxy", "*", "http://denied.test:"+up.port()+"/")
-	if res.code == 0 || !strings.Contains(res.stderr, "regate: blocked 1 connection to denied.test:"+up.port()) {
-		t.Errorf("curl --noproxy to a denied name: %d\n%s", res.code, res.stderr)
-	}
-	res = isolated(t, nil, probeBin, "echo", "allowed.test:"+echoPort)
-	if res.code != 0 || !strings.Contains(res.stdout, "ping") {
-		t.Errorf("raw TCP echo through the transparent path: %d %q %s", res.code, res.stdout, res.stderr)
-	}
-	res = isolated(t, nil, probeBin, "echo", "denied.test:"+echoPort)
-	if res.code == 0 || !strings.Contains(res.stdout, "connection refused") {
-		t.Errorf("raw TCP to a denied name: %d %q", res.code, res.stdout)
 	}
 }
