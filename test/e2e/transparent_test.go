@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,6 +76,7 @@ const go = async (name) => {
 `)
 	script := `
 code() { curl -sS -o /dev/null -w '%{http_code}' --noproxy '*' "$@" 2>/dev/null; echo " $?"; }
+echo "link type: $(cat /sys/class/net/regate0/type)"
 echo "getent: $(getent ahostsv4 x.test | head -1)"
 echo "dig: $(dig +short @8.8.8.8 nothing.invalid A)"
 echo "dig tcp: $(dig +short +tcp @8.8.8.8 nothing.invalid A)"
@@ -95,6 +98,7 @@ node ` + dir + `/fetch.js
 	res := isolated(t, []string{"--decision-log", logPath}, "sh", "-c", script)
 	wantCode(t, res, 0)
 	for _, want := range []string{
+		"link type: 65534", // ARPHRD_NONE: a TUN device, for a root caller
 		"getent: 198.1",
 		"dig: 198.1",
 		"dig tcp: 198.1",
@@ -177,6 +181,65 @@ func checkTransparentEvents(t *testing.T, logPath, port string) {
 	}
 	if tcpAllowed < 2 || udp != 1 {
 		t.Errorf("%d allowed transparent flows to allowed.test:%s (want curl's two and node's), %d UDP events (want 1, rate-limited)\n%s", tcpAllowed, port, udp, data)
+	}
+}
+
+// TestIsolateTransparentVeth: a caller that cannot open /dev/net/tun
+// (mode 0600 here) gets the transparent path over a veth pair read with
+// AF_PACKET from a second namespace: names resolve to fake addresses, TCP
+// over IPv4 and IPv6 is decided by name, other names are refused.
+func TestIsolateTransparentVeth(t *testing.T) {
+	need(t, "runuser", "curl", "getent", "sh")
+	needIsolation(t)
+	if os.Getuid() != 0 {
+		t.Skip("needs root to become another user")
+	}
+	if st, err := os.Stat("/dev/net/tun"); err == nil && st.Mode().Perm()&0o006 != 0 {
+		// nobody can open it: the veth fallback is not reached here.
+		if os.Getenv("CI") != "" {
+			t.Fatalf("/dev/net/tun is mode %v: the veth fallback is not tested", st.Mode())
+		}
+		t.Skipf("/dev/net/tun is mode %v", st.Mode())
+	}
+	up := newUpstream(t)
+	p := up.port()
+	echo := lineEchoServer(t)
+	script := `
+echo "link type: $(cat /sys/class/net/regate0/type)"
+echo "getent: $(getent ahostsv4 allowed.test | head -1)"
+echo "allowed: $(curl -sS --noproxy '*' http://allowed.test:` + p + `/veth)"
+echo "allowed v6: $(curl -sS -6 --noproxy '*' http://allowed.test:` + p + `/veth6)"
+curl -sS --noproxy '*' -o /dev/null http://denied.test:` + p + `/ 2>/dev/null; echo "denied: $?"
+echo "echo: $(` + probeBin + ` echo allowed.test:` + echo + `)"
+`
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	args := append(append([]string{"-u", "nobody", "--", regateBin}, sandboxFlags()...), "--isolate", "--", "sh", "-c", script)
+	cmd := exec.CommandContext(ctx, "runuser", args...)
+	cmd.Env = cleanEnv("GORACE=atexit_sleep_ms=0", "HOME=/", "XDG_RUNTIME_DIR=")
+	cmd.Dir = "/"
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{
+		"link type: 1", // ARPHRD_ETHER: the veth
+		"getent: 198.1",
+		"allowed: hello from upstream: GET /veth",
+		"allowed v6: hello from upstream: GET /veth6",
+		"denied: 7",
+		"echo: ping",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, stdout.String(), stderr.String())
+		}
+	}
+	if strings.Contains(stderr.String(), "no transparent path") {
+		t.Errorf("fell back to the proxy path:\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "to denied.test:"+p+" — no rule allows denied.test") {
+		t.Errorf("summary lacks the denied flow:\n%s", stderr.String())
 	}
 }
 
