@@ -39,7 +39,7 @@ func Start(ctx context.Context, link *isolate.Link, p *proxy.Proxy, log *slog.Lo
 		MTU:      link.MTU,
 		Ethernet: eth,
 		TCP:      src.flow,
-		UDP: src.udp,
+		UDP:      src.udp,
 		DNS: func(q []byte) []byte {
 			out, err := fakedns.Answer(q, pool)
 			if err != nil {
