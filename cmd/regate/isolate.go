@@ -127,7 +127,7 @@ func startTransparent(ctx context.Context, sbx *isolate.Sandbox, st *stack, stde
 		return nil, nil
 	}
 	stop, err := transparent.Start(context.WithoutCancel(ctx), link, st.proxy, st.log, transparent.Options{
-		HTTPPorts: st.cfg.Isolate.HTTPPorts, OnUDP: onUDP, Registerer: st.reg,
+		HTTPPorts: st.cfg.Isolate.HTTPPorts, DNSPool: st.cfg.Isolate.DNSPool, OnUDP: onUDP, Registerer: st.reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("isolating: starting the transparent path: %w", err)

@@ -80,7 +80,14 @@ type Isolate struct {
 	// HTTPPorts are the ports where a denied transparent flow answers an
 	// HTTP request with the proxy's 403; nil is the default.
 	HTTPPorts []int
+	// DNSPool is how many names per address family the fake-IP DNS maps
+	// at once (least recently used idle names give their address up
+	// beyond it); 0 is the default.
+	DNSPool int
 }
+
+// MinDNSPool is the smallest isolate.dns_pool.
+const MinDNSPool = 256
 
 // Modes of --isolate.
 const (

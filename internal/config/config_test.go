@@ -113,6 +113,7 @@ func TestEveryProblemAtOnce(t *testing.T) {
 		`isolate.mode: "tun" is not transparent or proxy`,
 		`isolate.http_ports: 0 is not a port`,
 		`isolate.http_ports: 70000 is not a port`,
+		`isolate.dns_pool: 10 is not between 256 and 1048576`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -200,7 +200,10 @@ func (p *problems) duration(key string, d time.Duration) time.Duration {
 }
 
 func (p *problems) isolate(w wireIsolate) Isolate {
-	iso := Isolate{Enabled: w.Enabled, Mode: w.Mode, Hide: w.Hide, User: w.User, HTTPPorts: w.HTTPPorts}
+	iso := Isolate{Enabled: w.Enabled, Mode: w.Mode, Hide: w.Hide, User: w.User, HTTPPorts: w.HTTPPorts, DNSPool: w.DNSPool}
+	if w.DNSPool != 0 && (w.DNSPool < MinDNSPool || w.DNSPool > 1<<20) {
+		p.add("isolate.dns_pool: %d is not between %d and %d", w.DNSPool, MinDNSPool, 1<<20)
+	}
 	switch w.Mode {
 	case "":
 		iso.Mode = IsolateTransparent

@@ -48,6 +48,7 @@ type wireIsolate struct {
 	Hide      []string `mapstructure:"hide"`
 	User      string   `mapstructure:"user"`
 	HTTPPorts []int    `mapstructure:"http_ports"`
+	DNSPool   int      `mapstructure:"dns_pool"`
 }
 
 type wireLog struct {

@@ -21,7 +21,10 @@ import (
 // p's pipeline, other UDP refused and logged. stop ends it.
 func Start(ctx context.Context, link *isolate.Link, p *proxy.Proxy, log *slog.Logger, o Options) (stop func(), err error) {
 	v4, v6 := fakedns.DefaultPrefixes()
-	pool, err := fakedns.NewPool(v4, v6, fakedns.DefaultMax)
+	if o.DNSPool == 0 {
+		o.DNSPool = fakedns.DefaultMax
+	}
+	pool, err := fakedns.NewPool(v4, v6, o.DNSPool)
 	if err != nil {
 		return nil, err
 	}
