@@ -37,6 +37,7 @@ func TestIsolateTransparent(t *testing.T) {
 	p := up.port()
 	echo := lineEchoServer(t)
 	tlsUp, caFile := newTLSUpstream(t, "allowed.test", "denied.test")
+	closed := closedPort(t)
 	tp := tlsUp.port()
 	dir := t.TempDir()
 	writeFile(t, dir, "raw.py", `
@@ -87,6 +88,8 @@ echo "allowed: $(curl -sS --noproxy '*' http://allowed.test:` + p + `/direct)"
 echo "allowed v6: $(curl -sS -6 --noproxy '*' http://allowed.test:` + p + `/v6)"
 echo "denied 80: $(curl -sS -i --noproxy '*' http://denied.test/ | tr -d '\r' | grep -E '^HTTP|^X-Proxy-Error|^regate:' | tr '\n' '|')"
 echo "denied other port: $(code http://denied.test:` + p + `/)"
+echo "upstream refused: $(code http://allowed.test:` + closed + `/)"
+echo "real address: $(code http://192.0.2.1:` + p + `/)"
 echo "tls: $(curl -sS --cacert ` + caFile + ` --noproxy '*' https://allowed.test:` + tp + `/tls)"
 echo "tls fronted: $(code --cacert ` + caFile + ` --connect-to denied.test:` + tp + `:allowed.test:` + tp + ` https://denied.test:` + tp + `/)"
 python3 ` + dir + `/raw.py allowed.test ` + echo + `
@@ -109,6 +112,8 @@ node ` + dir + `/fetch.js
 		"allowed v6: hello from upstream: GET /v6",
 		"denied 80: HTTP/1.1 403 no rule allows denied.test|X-Proxy-Error: blocked-by-policy|regate: connection to denied.test:80 blocked: no rule allows denied.test",
 		"denied other port: 000 7", // curl: connection refused
+		"upstream refused: 000 7",  // the SYN is refused as the upstream's was
+		"real address: 000 7",      // decided on the address (host_is_ip): no rule allows it
 		"tls: hello from TLS upstream: GET /tls",
 		"tls fronted: 000 35", // curl: the handshake is cut
 		"raw allowed.test: ping",
@@ -125,6 +130,8 @@ node ` + dir + `/fetch.js
 		"regate: blocked 3 UDP packets to 8.8.8.8:443 — UDP is not allowed in the sandbox",
 		"to denied.test:80 — no rule allows denied.test",
 		"to denied.test:" + p + " — no rule allows denied.test",
+		"to allowed.test:" + closed + " failed",
+		"regate: blocked 1 connection to 192.0.2.1:" + p + " — no rule allows 192.0.2.1",
 		"regate: blocked 1 connection to denied.test:" + tp + " — no rule allows denied.test", // the SNI's decision
 	} {
 		if !strings.Contains(res.stderr, want) {
@@ -388,4 +395,16 @@ for c in live:
 			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)
 		}
 	}
+}
+
+// closedPort is a loopback port nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	return port
 }
