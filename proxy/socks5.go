@@ -143,6 +143,7 @@ var socksReply = map[Class]byte{
 	ClassDNS:         replyHostUnreachable,
 	ClassUnreachable: replyHostUnreachable,
 	ClassInternal:    replyGeneralFailure,
+	ClassParent:      replyGeneralFailure,
 }
 
 // socksAnswer answers with reply codes.

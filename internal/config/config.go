@@ -112,7 +112,27 @@ type ProxyLimits struct {
 	// MaxTunnelsPerClient is each client's share of MaxTunnels: an attempt's,
 	// or an anonymous client address's.
 	MaxTunnelsPerClient int
+	// Upstream is the parent proxy regate chains to.
+	Upstream Upstream
 }
+
+// Upstream is the parent proxy (proxy.upstream and its keys).
+type Upstream struct {
+	// URL is the parent: http://, https:// or socks5(h):// with optional
+	// user:password@; UpstreamEnv for regate's own proxy variables; ""
+	// for none.
+	URL      string
+	CAFile   string   // roots for an https:// parent
+	AuthFile string   // user:password, replacing the URL's
+	No       []string // destinations dialled directly (NO_PROXY syntax)
+	// ByAddress asks the parent for the address regate checked
+	// (upstream_connect: address) instead of the name.
+	ByAddress bool
+}
+
+// UpstreamEnv as proxy.upstream takes the parent from the HTTPS_PROXY,
+// HTTP_PROXY, ALL_PROXY and NO_PROXY regate was started with.
+const UpstreamEnv = "env"
 
 // Options says where the configuration comes from.
 type Options struct {

@@ -70,6 +70,12 @@ type wireProxy struct {
 	MaxTunnels     int           `mapstructure:"max_tunnels"`
 
 	MaxTunnelsPerClient int `mapstructure:"max_tunnels_per_client"`
+
+	Upstream         string   `mapstructure:"upstream"`
+	UpstreamCA       string   `mapstructure:"upstream_ca"`
+	UpstreamAuthFile string   `mapstructure:"upstream_auth_file"`
+	UpstreamConnect  string   `mapstructure:"upstream_connect"`
+	NoUpstream       []string `mapstructure:"no_upstream"`
 }
 
 // keyInfo describes one configuration key.
