@@ -3,9 +3,17 @@ package parent
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -279,5 +287,70 @@ func TestIsRefusal(t *testing.T) {
 		if got := IsRefusal(resp); got != tt.want {
 			t.Errorf("%d %v: %v, want %v", tt.code, tt.header, got, tt.want)
 		}
+	}
+}
+
+// TestTunnelThroughHTTPS: an https:// parent is reached over TLS,
+// verified against upstream_ca; without that CA the handshake fails and
+// says so.
+func TestTunnelThroughHTTPS(t *testing.T) {
+	target := echo(t)
+	plainAddr, _ := connectParent(t, http.StatusOK, "")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "parent.test"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // TLS in front of the plain CONNECT parent
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", plainAddr)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, c) }()
+				_, _ = io.Copy(c, up)
+			}()
+		}
+	}()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	p, err := New("https://"+ln.Addr().String(), Options{CAFile: caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.Tunnel(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(c, "ping")
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping" {
+		t.Errorf("echo through the https:// parent: %q, %v", got, err)
+	}
+	c.Close()
+	untrusted, _ := New("https://"+ln.Addr().String(), Options{})
+	if _, err := untrusted.Tunnel(ctx, target); err == nil || !strings.Contains(err.Error(), "upstream proxy unreachable: TLS with") {
+		t.Errorf("a parent with an unknown CA: %v", err)
 	}
 }

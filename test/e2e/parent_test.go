@@ -170,6 +170,7 @@ func TestUpstreamProxy(t *testing.T) {
 	gitPort := gitSrv.URL[strings.LastIndexByte(gitSrv.URL, ':')+1:]
 	clone := filepath.Join(t.TempDir(), "clone")
 	flags := []string{"run", "--allow", "allowed.test", "--allow", "squid-denied.test", "--allow", "git.test",
+		"--allow", "internal.test", "--allow", "10.1.2.3", "--resolve", "internal.test:10.1.2.3",
 		"--allow-cidr", "127.0.0.0/8", "--upstream-proxy", sq.url(squidPassword)}
 	script := `
 code() { curl -sS -o /dev/null -w '%{http_code} %{http_connect}' "$@" 2>/dev/null; echo " $?"; }
@@ -182,6 +183,8 @@ echo "denied plain: $(code http://denied.test:` + p + `/)"
 echo "denied connect: $(code -p http://denied.test:` + p + `/)"
 echo "squid denies plain: $(curl -sS -i http://squid-denied.test:` + p + `/ | tr -d '\r' | grep -E '^HTTP|^regate:' | tr '\n' '|')"
 echo "squid denies connect: $(code -p http://squid-denied.test:` + p + `/)"
+echo "pinned private: $(code -p http://internal.test:` + p + `/)"
+echo "private literal: $(code -p http://10.1.2.3:` + p + `/)"
 `
 	env := append(gitEnv(home), "GIT_SSL_NO_VERIFY=1")
 	res := regate(t, env, append(flags, "--", "sh", "-c", script)...)
@@ -195,6 +198,8 @@ echo "squid denies connect: $(code -p http://squid-denied.test:` + p + `/)"
 		"denied connect: 000 403 56",
 		"squid denies plain: HTTP/1.1 502 Bad Gateway|regate: upstream proxy refused: 403 Forbidden|",
 		"squid denies connect: 000 502 56",
+		"pinned private: 000 403 56",  // the SSRF guard checks pins before the parent
+		"private literal: 000 403 56", // and addresses the client named
 	} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)
@@ -214,7 +219,7 @@ echo "squid denies connect: $(code -p http://squid-denied.test:` + p + `/)"
 			t.Errorf("squid's log lacks %q:\n%s", want, log)
 		}
 	}
-	if strings.Contains(log, "//denied.test") || strings.Contains(log, "CONNECT denied.test") {
+	if strings.Contains(log, "//denied.test") || strings.Contains(log, "CONNECT denied.test") || strings.Contains(log, "internal.test") || strings.Contains(log, "10.1.2.3") {
 		t.Errorf("a destination regate denied reached squid:\n%s", log)
 	}
 
@@ -300,5 +305,25 @@ echo "env: $(curl -sS -p http://allowed.test:`+p+`/env)"`)
 		if strings.Contains(out, squidPassword) {
 			t.Errorf("the parent's password appears in regate's output:\n%s", out)
 		}
+	}
+}
+
+// TestUpstreamProxyUnderIsolation: a transparent flow of --isolate goes
+// through the parent too, by the name the program looked up.
+func TestUpstreamProxyUnderIsolation(t *testing.T) {
+	need(t, "curl", "sh")
+	needIsolation(t)
+	sq := startSquidParent(t, "allowed.test")
+	up := newUpstream(t)
+	p := up.port()
+	res := regate(t, nil, "run", "--isolate", "--allow", "allowed.test", "--allow-cidr", "127.0.0.0/8",
+		"--upstream-proxy", sq.url(squidPassword), "--", "sh", "-c",
+		`echo "transparent: $(curl -sS --noproxy '*' http://allowed.test:`+p+`/transparent)"`)
+	wantCode(t, res, 0)
+	if !strings.Contains(res.stdout, "transparent: hello from upstream: GET /transparent") {
+		t.Errorf("transparent flow through the parent:\n%s\n%s", res.stdout, res.stderr)
+	}
+	if log := sq.log(t); !strings.Contains(log, "allowed.test:"+p) {
+		t.Errorf("squid's log lacks the transparent flow:\n%s", log)
 	}
 }
