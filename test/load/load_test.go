@@ -5,19 +5,36 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// tinyArgs run every workload at sizes that finish in a few seconds.
-var tinyArgs = []string{"-d", "100ms", "-warmup", "20ms", "-rounds", "2", "-c", "2", "-bulk", "1", "-n", "5"}
+// tinyArgs run every proxy workload at sizes that finish in a few
+// seconds (not the transparent one, which starts a sandbox).
+var tinyArgs = []string{"-d", "100ms", "-warmup", "20ms", "-rounds", "2", "-c", "2", "-bulk", "1", "-isolate-bulk", "1", "-n", "5",
+	"-w", "keepalive,newconn,connect-up,connect-down,latency"}
 
 // wantRows are the report's rows, in order.
 var wantRows = []string{"keepalive", "newconn", "connect-up", "connect-down", "connect-p50", "connect-p99"}
+
+// TestMain lets the test binary be the transparent workload's inner
+// client, as the command is.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == innerArg {
+		if err := serveInner(os.Args[2:], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestRunJSON runs the tool as `go run ./test/load -json` would, against
 // direct and the in-process regate, and checks that every row is there,
