@@ -75,6 +75,17 @@ const workloadTransparent = "transparent"
 // workloadNames are the -w values, in run order.
 var workloadNames = []string{"keepalive", "newconn", "connect-up", "connect-down", "latency", workloadTransparent}
 
+// proxyWorkloads reports whether a workload of the proxies (all but
+// transparent) is to run.
+func (o options) proxyWorkloads() bool {
+	for w := range o.workloads {
+		if w != workloadTransparent {
+			return true
+		}
+	}
+	return false
+}
+
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
@@ -88,7 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.samples, "n", 500, "new CONNECT setups measured per target")
 	fs.IntVar(&o.bodySize, "body", 128, "GET response body bytes")
 	fs.StringVar(&o.squid, "squid", "auto", "squid binary: auto (PATH, /usr/sbin), off, or a path")
-	fs.Var(&o.binaries, "binary", "also measure `regate serve` from a built binary, [NAME=]PATH (repeatable, to compare builds)")
+	fs.Var(&o.binaries, "binary", "also measure `regate serve` from a built binary, [NAME=]PATH (repeatable, to compare builds); the first also runs the transparent workload's sandbox")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON line on stdout (the table goes to stderr)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (in-process regate, clients, upstream)")
 	fs.BoolVar(&o.relay, "relay", true, "also measure a minimal splice relay on the CONNECT rows (the cost of the extra hop)")

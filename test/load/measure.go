@@ -34,7 +34,7 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	}
 	rep := newReport(o)
 	e, err := setUp(ctx, o, dir, rep, progress)
-	if err == nil && o.relay {
+	if err == nil && o.relay && o.proxyWorkloads() {
 		err = e.addRelay()
 	}
 	if err == nil && o.workloads[workloadTransparent] {
@@ -60,8 +60,9 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	return rep, nil
 }
 
-// setUp starts the upstream, regate in-process, the regate binaries and
-// Squid; e.stops undoes whatever was started, even on error.
+// setUp starts the upstream and, for the proxy workloads, regate
+// in-process, the regate binaries and Squid; e.stops undoes whatever was
+// started, even on error.
 func setUp(ctx context.Context, o options, dir string, rep *report, progress io.Writer) (*env, error) {
 	e := &env{}
 	u, err := startUpstream(o.bodySize)
@@ -71,6 +72,9 @@ func setUp(ctx context.Context, o options, dir string, rep *report, progress io.
 	e.u = u
 	e.stops = append(e.stops, func(*report) { u.close() })
 	e.targets = append(e.targets, target{name: targetDirect})
+	if !o.proxyWorkloads() {
+		return e, nil
+	}
 
 	r, err := startInProcess(ctx, dir)
 	if err != nil {

@@ -148,7 +148,7 @@ func (r *report) writeNotes(out io.Writer) {
 	fmt.Fprintln(out, "ratios: median over the interleaved rounds of the per-round ratio; latency: X/direct is the time a new CONNECT adds, X/squid the ratio of latencies")
 	if r.Squid != "" {
 		fmt.Fprintf(out, "squid %s, access_log on: %d lines\n", r.Squid, r.SquidAccessLogLines)
-	} else {
+	} else if r.SquidSkipped != "" {
 		fmt.Fprintln(out, r.SquidSkipped)
 	}
 	if r.IsolateSkipped != "" {
