@@ -208,7 +208,11 @@ func startInner(dir, name string, argv []string) (*inner, innerHello, error) {
 	_ = in.out.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if err := in.dec.Decode(&hello); err != nil {
 		in.kill()
-		return nil, hello, fmt.Errorf("%s did not start: %w: %s", name, err, tail(in.stderr, 5))
+		err = fmt.Errorf("%s did not start (%s): %w", name, in.cmd.ProcessState, err)
+		if msg := tail(in.stderr, 5); msg != "" {
+			err = fmt.Errorf("%w; %s", err, msg)
+		}
+		return nil, hello, err
 	}
 	return in, hello, nil
 }
