@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"maps"
 	"slices"
 	"sync"
 
@@ -123,6 +124,15 @@ func (f inputFields) cacheKey(in *Input) string {
 	}
 	if f.has("tls") && in.TLS != nil {
 		str('t', in.TLS.SNI)
+		if in.TLS.Inspected {
+			b = append(b, 'I')
+		}
+	}
+	if f.has("headers") && in.Headers != nil {
+		for _, k := range slices.Sorted(maps.Keys(in.Headers)) {
+			str('H', k)
+			str('V', in.Headers[k])
+		}
 	}
 	if f.has("client") && in.Client != nil {
 		str('c', in.Client.Addr)

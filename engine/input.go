@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -46,6 +47,11 @@ type Input struct {
 	// connected to an address of regate's fake-IP DNS: Host is the name
 	// that address stands for.
 	Transparent *Transparent `json:"transparent,omitempty"`
+	// Headers are a plain or inspected request's headers: lower-case
+	// names, the values of a repeated header joined with ", ". Decision
+	// logs record the values of credential headers (MaskedHeaders) as
+	// "[redacted]".
+	Headers map[string]string `json:"headers,omitempty"`
 	// The policy also sees input.candidates, computed from Host and Port
 	// by Candidates; it is not a field because callers cannot set it.
 }
@@ -57,10 +63,21 @@ type Attempt struct {
 	Deny   []string          `json:"deny,omitempty"`
 }
 
-// TLS is present only on the TLS re-check of a tunnel.
+// TLS is present on the TLS re-check of a tunnel, and on the requests
+// inside an inspected one (Inspected).
 type TLS struct {
-	SNI string `json:"sni"`
+	SNI       string `json:"sni"`
+	Inspected bool   `json:"inspected,omitempty"`
 }
+
+// MaskedHeaders are the headers whose values decision logs never record.
+var MaskedHeaders = []string{
+	"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
+	"x-auth-token", "private-token", "x-amz-security-token", "x-goog-api-key", "x-vault-token",
+}
+
+// Redacted replaces a masked header's value in decision logs.
+const Redacted = "[redacted]"
 
 // Transparent is how a transparent flow named its destination: Addr is
 // the fake-IP address it connected to, which regate's DNS inside the
@@ -77,20 +94,21 @@ type Client struct {
 
 // AST is the input the policy evaluates: the fields plus input.candidates.
 func (in *Input) AST() ast.Value {
-	terms := append(in.terms(), [2]*ast.Term{ast.StringTerm("candidates"), candidatesTerm(in.Host, in.Port)})
+	terms := append(in.terms(false), [2]*ast.Term{ast.StringTerm("candidates"), candidatesTerm(in.Host, in.Port)})
 	return ast.NewObject(terms...)
 }
 
 // LogAST is the input as decision logs record it: input.candidates, derived
-// from host and port (and hundreds of strings for an IPv6 host), is left out.
+// from host and port (and hundreds of strings for an IPv6 host), is left
+// out, and credential headers are masked.
 func (in *Input) LogAST() ast.Value {
-	return ast.NewObject(in.terms()...)
+	return ast.NewObject(in.terms(true)...)
 }
 
 // terms builds the fields without a JSON round trip: AST is on the hot path
 // of every evaluated decision.
-func (in *Input) terms() [][2]*ast.Term {
-	terms := make([][2]*ast.Term, 0, 12)
+func (in *Input) terms(masked bool) [][2]*ast.Term {
+	terms := make([][2]*ast.Term, 0, 13)
 	item := func(k string, v *ast.Term) { terms = append(terms, [2]*ast.Term{ast.StringTerm(k), v}) }
 	item("host", ast.StringTerm(in.Host))
 	item("port", ast.InternedTerm(in.Port))
@@ -103,7 +121,11 @@ func (in *Input) terms() [][2]*ast.Term {
 		item("path", ast.StringTerm(in.Path))
 	}
 	if in.TLS != nil {
-		item("tls", ast.ObjectTerm([2]*ast.Term{ast.StringTerm("sni"), ast.StringTerm(in.TLS.SNI)}))
+		tls := [][2]*ast.Term{{ast.StringTerm("sni"), ast.StringTerm(in.TLS.SNI)}}
+		if in.TLS.Inspected {
+			tls = append(tls, [2]*ast.Term{ast.StringTerm("inspected"), ast.BooleanTerm(true)})
+		}
+		item("tls", ast.ObjectTerm(tls...))
 	}
 	if in.Client != nil {
 		item("client", ast.ObjectTerm(
@@ -113,6 +135,16 @@ func (in *Input) terms() [][2]*ast.Term {
 	}
 	if in.Transparent != nil {
 		item("transparent", ast.ObjectTerm([2]*ast.Term{ast.StringTerm("addr"), ast.StringTerm(in.Transparent.Addr)}))
+	}
+	if in.Headers != nil {
+		h := make([][2]*ast.Term, 0, len(in.Headers))
+		for k, v := range in.Headers {
+			if masked && slices.Contains(MaskedHeaders, k) {
+				v = Redacted
+			}
+			h = append(h, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+		}
+		item("headers", ast.ObjectTerm(h...))
 	}
 	return terms
 }

@@ -78,6 +78,9 @@ type Config struct {
 	// Dial connects upstream. It is called only with addresses the SSRF
 	// guard checked; nil is a net.Dialer bounded by DialTimeout.
 	Dial DialFunc
+	// Inspect enables HTTPS inspection of the tunnels whose decision asks
+	// for it; nil refuses them (fail closed).
+	Inspect *Inspection
 	// Parents chains allowed connections to a parent proxy (nil: every
 	// destination is dialled directly). The decision comes first; then a
 	// tunnel is a CONNECT (or SOCKS5 CONNECT) to the parent and a plain

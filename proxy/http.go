@@ -88,13 +88,26 @@ func (p *Proxy) servePlain(w http.ResponseWriter, r *http.Request, head headInfo
 		writeAuthRequired(w, err)
 		return
 	}
-	p.serveRequest(w, r, dest, who, ListenerHTTP)
+	p.serveRequest(w, r, reqSource{dest: dest, who: who, listener: ListenerHTTP, scheme: engine.SchemeHTTP})
 }
 
-// serveRequest is the per-request path of every plain HTTP request:
-// decide → plan → forward (goproxy, pooled upstream connections, dialed
-// only to checked addresses) → one Outcome.
-func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, dest Dest, who Identity, listener string) {
+// reqSource is where a request on the per-request path comes from: the
+// destination it must name, the client's identity and listener, and its
+// scheme — http (proxied, or plain HTTP inside a tunnel) or https (inside
+// an inspected tunnel, with tls).
+type reqSource struct {
+	dest     Dest
+	who      Identity
+	listener string
+	scheme   string
+	tls      *engine.TLS
+}
+
+// serveRequest is the per-request path of every plain HTTP request, and
+// of every request inside an inspected tunnel: decide → plan → forward
+// (goproxy, pooled upstream connections, dialed only to checked
+// addresses) → one Outcome.
+func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, src reqSource) {
 	path, err := cleanPath(r.URL.EscapedPath())
 	if err != nil {
 		writeHTTPError(w, http.StatusBadRequest, err.Error(), true)
@@ -102,15 +115,18 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, dest Dest, 
 	}
 	// Upstream receives exactly the path the policy decides on.
 	r.URL.Path, r.URL.RawPath = path, ""
-	f := p.newFlow(dest, engine.SchemeHTTP, r.Method, who, r.RemoteAddr, listener)
+	r.URL.Scheme, r.URL.Host = src.scheme, src.dest.String()
+	f := p.newFlow(src.dest, src.scheme, r.Method, src.who, r.RemoteAddr, src.listener)
 	f.in.Path = path
+	f.in.TLS = src.tls
+	f.in.Headers = policyHeaders(r)
 	f.drive(func(f *flow) error {
 		if !f.decide(r.Context()) {
 			answerHTTP(f.refusal(nil)).send(w)
 			return nil
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), p.cfg.DialTimeout)
-		rt, err := p.route(ctx, f, true)
+		rt, err := p.route(ctx, f, src.scheme == engine.SchemeHTTP)
 		cancel()
 		if err != nil {
 			answerHTTP(f.refusal(err)).send(w)
@@ -120,6 +136,16 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, dest Dest, 
 		p.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw)))
 		return fw.err
 	})
+}
+
+// policyHeaders is input.headers of r: lower-case names, repeated values
+// joined; Host is input.host.
+func policyHeaders(r *http.Request) map[string]string {
+	h := make(map[string]string, len(r.Header))
+	for k, v := range r.Header {
+		h[strings.ToLower(k)] = strings.Join(v, ", ")
+	}
+	return h
 }
 
 // identifyHTTP identifies the client of a request by its
@@ -259,7 +285,11 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 			f.setUpstream(i.Conn.RemoteAddr().String())
 		}
 	}}
-	resp, err := p.transport.RoundTrip(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
+	t := p.transport
+	if r.URL.Scheme == "https" {
+		t = p.inspectTransport(f.in.AttemptID)
+	}
+	resp, err := t.RoundTrip(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
 	if err != nil {
 		fw.err = err
 		return answerHTTP(f.refusal(err)).response(r), nil

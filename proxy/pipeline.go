@@ -71,7 +71,7 @@ func refusalClass(err error) Class {
 	var se *ssrfError
 	var de *dialError
 	switch {
-	case err == nil, errors.As(err, &se), errors.Is(err, errTLSCheck):
+	case err == nil, errors.As(err, &se), errors.Is(err, errTLSCheck), errors.Is(err, errInspectOff):
 		return ClassDenied
 	case errors.Is(err, errTooManyTunnels):
 		return ClassLimit
@@ -126,6 +126,9 @@ func (p *Proxy) tunnelStages(ctx context.Context, f *flow, c Conn) error {
 		return p.refuse(c.Answer, f, errTooManyTunnels)
 	}
 	defer releaseSlot()
+	if f.dec.Inspect {
+		return p.inspectTunnel(ctx, f, c)
+	}
 	up, err := p.connect(ctx, f)
 	if err != nil {
 		return p.refuse(c.Answer, f, err)

@@ -35,6 +35,9 @@ type Proxy struct {
 	slots   *slots
 	authLog sometimes
 
+	handshakes handshakeLog      // failed client handshakes on inspected hosts
+	inspectTs  inspectTransports // upstream transports of inspected requests
+
 	baseCtx context.Context // canceled when Shutdown gives up draining
 	cancel  context.CancelFunc
 
@@ -211,6 +214,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.cancel()
 	p.transport.CloseIdleConnections()
+	p.closeInspectTransports()
 	return errors.Join(errs...)
 }
 

@@ -158,7 +158,11 @@ func (a *socksAnswer) Refuse(r Refusal) error {
 }
 
 func (a *socksAnswer) Established(up net.Conn) (net.Conn, []byte, error) {
-	if err := writeReply(a.c, replySucceeded, up.LocalAddr()); err != nil {
+	var bound net.Addr
+	if up != nil { // nil for an inspected tunnel: no upstream of its own
+		bound = up.LocalAddr()
+	}
+	if err := writeReply(a.c, replySucceeded, bound); err != nil {
 		return a.c, nil, fmt.Errorf("answering SOCKS5 request: %w", err)
 	}
 	return a.c, a.pre, nil

@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
+
+	"github.com/regate/regate/engine"
 )
 
 // errHTTPCheck is wrapped by every tunnel cut because the HTTP inside it
@@ -29,7 +32,7 @@ func (p *Proxy) serveTunnelHTTP(f *flow, client net.Conn, first []byte) error {
 	who := Identity{ID: f.in.AttemptID, Attempt: f.in.Attempt}
 	ic := &innerConn{Conn: rawConn(client), pre: first, frames: newFraming(p.cfg.MaxHeaderBytes), f: f, done: make(chan struct{})}
 	srv := &http.Server{
-		Handler:           p.tunnelHandler(dest, who, f.in.Client.Listener, ic.frames),
+		Handler:           p.tunnelHandler(reqSource{dest: dest, who: who, listener: f.in.Client.Listener, scheme: engine.SchemeHTTP}, ic.frames),
 		ReadHeaderTimeout: p.cfg.HeaderTimeout,
 		IdleTimeout:       p.cfg.IdleTimeout,
 		MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
@@ -48,27 +51,33 @@ func (p *Proxy) serveTunnelHTTP(f *flow, client net.Conn, first []byte) error {
 }
 
 // tunnelHandler checks that a request inside a tunnel names the tunnel's
-// destination, then hands it to the per-request path.
-func (p *Proxy) tunnelHandler(dest Dest, who Identity, listener string, frames *framing) http.Handler {
+// destination, then hands it to the per-request path. frames is the
+// HTTP/1.x framing check of the connection; nil for HTTP/2, whose framing
+// net/http's server checks.
+func (p *Proxy) tunnelHandler(src reqSource, frames *framing) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer p.recoverHTTP(w, r)
-		head := frames.next()
+		var head headInfo
+		if frames != nil {
+			head = frames.next()
+		} else { // HTTP/2: :authority, and a Host header that may repeat it
+			head.hosts = slices.Compact(append([]string{r.Host}, r.Header.Values("Host")...))
+		}
 		if head.err != nil {
 			writeHTTPError(w, http.StatusBadRequest, head.err.Error(), true)
 			return
 		}
-		if err := checkTunnelRequest(r, head, dest); err != nil {
+		if err := checkTunnelRequest(r, head, src.dest, src.scheme); err != nil {
 			writeHTTPError(w, http.StatusBadRequest, err.Error(), true)
 			return
 		}
-		r.URL.Scheme, r.URL.Host = "http", dest.String()
-		p.serveRequest(w, r, dest, who, listener)
+		p.serveRequest(w, r, src)
 	})
 }
 
 // checkTunnelRequest refuses a request inside a tunnel that names another
 // destination than the tunnel's (the plain-text twin of SNI fronting).
-func checkTunnelRequest(r *http.Request, head headInfo, dest Dest) error {
+func checkTunnelRequest(r *http.Request, head headInfo, dest Dest, scheme string) error {
 	names := head.hosts
 	switch {
 	case r.Method == http.MethodConnect:
@@ -76,8 +85,8 @@ func checkTunnelRequest(r *http.Request, head headInfo, dest Dest) error {
 	case len(head.hosts) > 1:
 		return errors.New("more than one Host header")
 	case r.URL.IsAbs():
-		if r.URL.Scheme != "http" || r.URL.User != nil {
-			return fmt.Errorf("request URL %q inside a tunnel must be http:// without user information", r.URL.Redacted())
+		if r.URL.Scheme != scheme || r.URL.User != nil {
+			return fmt.Errorf("request URL %q inside a tunnel must be %s:// without user information", r.URL.Redacted(), scheme)
 		}
 		names = append(names, r.URL.Host)
 	}
@@ -119,7 +128,9 @@ func (c *innerConn) Read(b []byte) (int, error) {
 		n, err = c.Conn.Read(b)
 	}
 	if n > 0 {
-		c.frames.feed(b[:n])
+		if c.frames != nil { // nil for HTTP/2
+			c.frames.feed(b[:n])
+		}
 		c.f.up.Add(int64(n))
 	}
 	return n, err

@@ -1,0 +1,237 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regate/regate/engine"
+	"github.com/regate/regate/internal/tlsca"
+)
+
+// inspectFixture is a proxy inspecting allowed.test (GET and HEAD only
+// inside), a TLS upstream (HTTP/2 enabled) that echoes, and a client
+// that trusts the inspection CA.
+type inspectFixture struct {
+	h      *harness
+	d      *fakeDecider
+	up     *httptest.Server
+	upCA   *tlsca.CA // issues the upstream's certificates, by SNI
+	port   string
+	caPool *x509.CertPool
+}
+
+func newInspectFixture(t *testing.T) *inspectFixture {
+	t.Helper()
+	ca, err := tlsca.New("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Seen-Host", r.Host)
+		w.Header().Set("X-Seen-Proto", r.Proto)
+		fmt.Fprintf(w, "%s %s body=%s", r.Method, r.URL.Path, body)
+	}))
+	upCA, err := tlsca.New("upstream CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.EnableHTTP2 = true
+	up.TLS = &tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return upCA.Leaf(h.ServerName) }}
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(upCA.Certificate())
+	d := &fakeDecider{}
+	d.fn = func(in engine.Input) (engine.Decision, error) {
+		switch {
+		case in.Host != "allowed.test" && in.Host != "passthrough.test":
+			return engine.Decision{Reason: "no rule allows " + in.Host, ID: "d-deny"}, nil
+		case in.Scheme == engine.SchemeHTTPS && in.Method != engine.MethodConnect && in.Method != "GET" && in.Method != "HEAD":
+			return engine.Decision{Reason: "method " + in.Method + " is not allowed", Rule: "methods", ID: "d-method"}, nil
+		}
+		return engine.Decision{Allow: true, Reason: "ok", Inspect: in.Host == "allowed.test", ID: "d-ok"}, nil
+	}
+	cfg := testConfig()
+	cfg.Hosts["passthrough.test"] = cfg.Hosts["allowed.test"]
+	cfg.Inspect = &Inspection{CA: ca, UpstreamRoots: roots}
+	h := startProxy(t, cfg, d)
+	caPool := x509.NewCertPool()
+	caPool.AddCert(ca.Certificate())
+	return &inspectFixture{h: h, d: d, up: up, upCA: upCA, port: portOf(t, up.URL), caPool: caPool}
+}
+
+func (fx *inspectFixture) client(t *testing.T, h2 bool) *http.Client {
+	t.Helper()
+	tr := &http.Transport{
+		Proxy:             http.ProxyURL(&url.URL{Scheme: "http", Host: fx.h.httpAddr}),
+		TLSClientConfig:   &tls.Config{RootCAs: fx.caPool},
+		ForceAttemptHTTP2: h2,
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// TestInspect: an inspected tunnel's requests are decided one by one as
+// https, with method, path, headers and tls.inspected; denies are the
+// plain-HTTP 403; HTTP/2 is spoken on both sides when offered.
+func TestInspect(t *testing.T) {
+	fx := newInspectFixture(t)
+	base := "https://allowed.test:" + fx.port
+	for _, h2 := range []bool{false, true} {
+		c := fx.client(t, h2)
+		resp, err := c.Get(base + "/a/../x?q=1")
+		if err != nil {
+			t.Fatalf("h2=%v: GET: %v", h2, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wantProto := map[bool]string{false: "HTTP/1.1", true: "HTTP/2.0"}[h2]
+		if resp.StatusCode != 200 || string(body) != "GET /x body=" || resp.Proto != wantProto || resp.Header.Get("X-Seen-Proto") != "HTTP/2.0" {
+			t.Errorf("h2=%v: GET: %s %s %q (upstream %s)", h2, resp.Status, resp.Proto, body, resp.Header.Get("X-Seen-Proto"))
+		}
+		if resp.Header.Get("X-Seen-Host") != "allowed.test:"+fx.port {
+			t.Errorf("h2=%v: upstream saw Host %q", h2, resp.Header.Get("X-Seen-Host"))
+		}
+		resp, err = c.Post(base+"/upload", "text/plain", strings.NewReader("secret data"))
+		if err != nil {
+			t.Fatalf("h2=%v: POST: %v", h2, err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || resp.Header.Get(HeaderProxyError) != blockedByPolicy ||
+			resp.Header.Get(HeaderDecisionID) != "d-method" || !strings.Contains(string(body), "method POST is not allowed") {
+			t.Errorf("h2=%v: POST: %s %v %q", h2, resp.Status, resp.Header, body)
+		}
+	}
+	var inner []engine.Input
+	for _, in := range fx.d.calls() {
+		if in.Scheme == engine.SchemeHTTPS && in.Method != engine.MethodConnect {
+			inner = append(inner, in)
+		}
+	}
+	if len(inner) != 4 {
+		t.Fatalf("%d inner decisions, want 4: %+v", len(inner), inner)
+	}
+	in := inner[0]
+	if in.Host != "allowed.test" || in.Path != "/x" || in.TLS == nil || !in.TLS.Inspected || in.TLS.SNI != "allowed.test" ||
+		in.Headers["user-agent"] == "" || in.Client.Listener != ListenerHTTP {
+		t.Errorf("inner decision input: %+v (tls %+v)", in, in.TLS)
+	}
+}
+
+// TestInspectPassthroughUnchanged: a tunnel whose decision does not ask
+// for inspection shows the upstream's own certificate.
+func TestInspectPassthroughUnchanged(t *testing.T) {
+	fx := newInspectFixture(t)
+	c, err := net.Dial("tcp", fx.h.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "CONNECT passthrough.test:%s HTTP/1.1\r\nHost: passthrough.test:%s\r\n\r\n", fx.port, fx.port)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	tc := tls.Client(c, &tls.Config{ServerName: "passthrough.test", InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := fx.upCA.Leaf("passthrough.test")
+	if got := tc.ConnectionState().PeerCertificates[0]; !got.Equal(want.Leaf) {
+		t.Errorf("passthrough showed %s (issuer %s), not the upstream's certificate", got.Subject, got.Issuer)
+	}
+}
+
+// TestInspectRefusals: a Host or :authority naming another host is a 400;
+// request smuggling inside is a 400, never a second request upstream; an
+// SNI naming another host cuts the tunnel; an upstream whose certificate
+// does not verify is a 502 with the cause; a policy that asks to inspect
+// without a CA configured is denied.
+func TestInspectRefusals(t *testing.T) {
+	fx := newInspectFixture(t)
+	dial := func(t *testing.T, sni string) *tls.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", fx.h.httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprintf(c, "CONNECT allowed.test:%s HTTP/1.1\r\n\r\n", fx.port)
+		br := bufio.NewReader(c)
+		if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("CONNECT: %v %v", resp, err)
+		}
+		tc := tls.Client(c, &tls.Config{ServerName: sni, RootCAs: fx.caPool, NextProtos: []string{"http/1.1"}})
+		_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
+		return tc
+	}
+	for name, req := range map[string]string{
+		"other host":  "GET / HTTP/1.1\r\nHost: other.test:%s\r\n\r\n",
+		"two hosts":   "GET / HTTP/1.1\r\nHost: allowed.test:%[1]s\r\nHost: other.test:%[1]s\r\n\r\n",
+		"CL and TE":   "POST / HTTP/1.1\r\nHost: allowed.test:%s\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: allowed.test\r\n\r\n",
+		"http scheme": "GET http://allowed.test:%[1]s/ HTTP/1.1\r\nHost: allowed.test:%[1]s\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			tc := dial(t, "allowed.test")
+			fmt.Fprintf(tc, req, fx.port)
+			resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+			if err != nil {
+				t.Fatalf("reading the answer: %v", err)
+			}
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("status %s, want 400", resp.Status)
+			}
+		})
+	}
+	for _, in := range fx.d.calls() {
+		if in.Path == "/smuggled" {
+			t.Error("a smuggled request was decided (and could reach upstream)")
+		}
+	}
+
+	t.Run("SNI of another host", func(t *testing.T) {
+		tc := dial(t, "other.test")
+		if err := tc.Handshake(); err == nil {
+			t.Error("the handshake with another SNI completed")
+		}
+	})
+
+	t.Run("upstream certificate not trusted", func(t *testing.T) {
+		other := newInspectFixture(t)
+		other.h.p.cfg.Inspect.UpstreamRoots = x509.NewCertPool() // trusts nothing
+		resp, err := other.client(t, false).Get("https://allowed.test:" + other.port + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "certificate") {
+			t.Errorf("%s %q, want a 502 naming the certificate", resp.Status, body)
+		}
+	})
+
+	t.Run("inspection not configured", func(t *testing.T) {
+		cfg := testConfig()
+		d := &fakeDecider{fn: func(in engine.Input) (engine.Decision, error) {
+			return engine.Decision{Allow: true, Reason: "ok", Inspect: true, ID: "d"}, nil
+		}}
+		h := startProxy(t, cfg, d)
+		got := rawRequest(t, h.httpAddr, "CONNECT allowed.test:443 HTTP/1.1\r\n\r\n")
+		if !strings.HasPrefix(got, "HTTP/1.1 403 ") || !strings.Contains(got, "HTTPS inspection is not configured") {
+			t.Errorf("answer %q, want a 403 naming the missing inspection", got)
+		}
+	})
+}
