@@ -87,7 +87,8 @@ func TestCacheDroppedOnDataChange(t *testing.T) {
 // the cache and one without decide a random stream of repeating inputs
 // identically, on the embedded default policy.
 func TestCacheSameDecisionsAsEvaluation(t *testing.T) {
-	cfg := Config{Default: policies.FS, Allow: []string{"**.github.com", "pypi.org:443", "10.0.0.0/8"}, Deny: []string{"evil.github.com"}, Data: map[string]any{"regate": map[string]any{"methods": []any{"GET"}}}}
+	cfg := Config{Default: policies.FS, Allow: []string{"**.github.com", "pypi.org:443", "10.0.0.0/8"}, Deny: []string{"evil.github.com"}, Data: map[string]any{"regate": map[string]any{"methods": []any{"GET"}}},
+		DecisionTimeout: time.Minute} // a timeout is a deny; this compares decisions, not speed
 	cached := startEngine(t, cfg)
 	cfg.DisableCache = true
 	plain := startEngine(t, cfg)
