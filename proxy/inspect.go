@@ -35,6 +35,11 @@ const ruleInspect = "proxy:inspect"
 
 var errInspectOff = errors.New("inspection is not configured")
 
+// ErrClientHandshake is wrapped by the outcome of an inspected tunnel
+// whose client failed the TLS handshake (it does not trust the CA, or pins
+// certificates).
+var ErrClientHandshake = errors.New("the client's TLS handshake failed on an inspected host")
+
 // inspectTunnel serves an allowed tunnel whose decision asks for
 // inspection: the destination is checked (the SSRF guard, no dial: each
 // request inside gets its own upstream), the client is told the tunnel is
@@ -88,7 +93,7 @@ func (p *Proxy) serveInspected(f *flow, client net.Conn, pre []byte) error {
 			return p.tlsDeny(f, strings.TrimPrefix(err.Error(), "tls: "))
 		}
 		p.handshakes.failed(p.log, dest.Host, err)
-		return fmt.Errorf("inspecting %s: TLS handshake with the client: %w", dest.Host, err)
+		return fmt.Errorf("%w: %w", ErrClientHandshake, err)
 	}
 	_ = tc.SetDeadline(time.Time{})
 	src := reqSource{

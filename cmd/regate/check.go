@@ -43,7 +43,11 @@ func (a *app) check(cmd *cobra.Command) error {
 	}
 	log := newLogger(cfg, a.stderr)
 	reg := prometheus.NewRegistry()
-	if _, err := newProxy(cfg, nil, "", log, reg, nil, nil); err != nil {
+	insp, err := newInspection(cfg, config.ModeOneShot, log)
+	if err != nil {
+		return fmt.Errorf("invalid inspection configuration: %w", err)
+	}
+	if _, err := newProxy(cfg, nil, "", log, reg, nil, nil, insp); err != nil {
 		return fmt.Errorf("invalid proxy configuration: %w", err)
 	}
 	ctx := cmd.Context()

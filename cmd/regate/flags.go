@@ -39,6 +39,11 @@ func flagKeys() []flagKey {
 		{"hide", "isolate.hide"},
 		{"isolate-user", "isolate.user"},
 		{"upstream-proxy", "proxy.upstream"},
+		{"inspect", "inspect"},
+		{"allow-path", "allow_paths"},
+		{"inspect-ca", "inspection.ca_cert"},
+		{"inspect-key", "inspection.ca_key"},
+		{"upstream-ca", "inspection.upstream_ca"},
 		{"upstream-proxy-auth-file", "proxy.upstream_auth_file"},
 	}
 }
@@ -51,6 +56,8 @@ func addPolicyFlags(fs *pflag.FlagSet) {
 	fs.StringSlice("deny", nil, "deny `PATTERN` (repeatable; wins over allow)")
 	fs.StringSlice("methods", nil, "HTTP `METHODS` allowed for plain HTTP (data.regate.methods), e.g. GET,HEAD,OPTIONS")
 	fs.StringSlice("allow-cidr", nil, "exempt `CIDR` from the SSRF guard (repeatable)")
+	fs.StringSlice("inspect", nil, "inspect HTTPS to hosts matching `PATTERN` (repeatable): each request inside is decided (--methods, --allow-path)")
+	fs.StringSlice("allow-path", nil, "allow only `HOST/GLOB` paths on HOST, e.g. github.com/acme/** (repeatable; HOST is allowed and inspected)")
 	fs.StringSlice("resolve", nil, "pin `NAME:IP` instead of DNS (repeatable)")
 	fs.String("decision-log", "", "write decision-log events as JSON lines to `PATH` (- for standard output)")
 	fs.Duration("decision-timeout", 0, "bound on one policy evaluation (default 100ms)")
@@ -69,6 +76,9 @@ func addListenerFlags(fs *pflag.FlagSet, httpDef, socksDef, adminDef string, wat
 	fs.Duration("shutdown-timeout", 0, "how long shutdown drains connections")
 	fs.String("upstream-proxy", "", "chain to a parent proxy: `URL` (http://, https://, socks5://, with optional user:password@) or env (the HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY regate was started with)")
 	fs.String("upstream-proxy-auth-file", "", "`FILE` with user:password for the parent proxy (yours, mode 0600)")
+	fs.String("inspect-ca", "", "HTTPS inspection CA certificate `FILE` (PEM; default: generated in memory)")
+	fs.String("inspect-key", "", "HTTPS inspection CA key `FILE` (PEM, yours, mode 0600)")
+	fs.String("upstream-ca", "", "also trust the CA certificates in `FILE` (PEM) for inspected upstreams")
 }
 
 // overrides returns the configuration values of the flags the user set.

@@ -104,11 +104,15 @@ func exists(p string) bool {
 // runIsolated starts the command inside sbx, passes on the signals regate
 // receives to the init (which passes them on to the command), and returns
 // the command's exit code.
-func runIsolated(sbx *isolate.Sandbox, path string, argv, env []string, stdin io.Reader) (int, error) {
+func runIsolated(sbx *isolate.Sandbox, path string, argv, env []string, over [][2]string, stdin io.Reader) (int, error) {
 	sigc := make(chan os.Signal, 8)
 	signal.Notify(sigc, forwardedSignals...)
 	defer signal.Stop(sigc)
-	if err := sbx.Run(path, argv, env); err != nil {
+	var binds []isolate.Bind
+	for _, b := range over {
+		binds = append(binds, isolate.Bind{Src: b[0], Dst: b[1]})
+	}
+	if err := sbx.Run(path, argv, env, binds); err != nil {
 		return exitRunFailed, err
 	}
 	return supervise(sbx.Process(), sbx.Wait, sigc, stdin, argv[0])

@@ -60,13 +60,26 @@ func (a *app) runSandboxed(cmd *cobra.Command, argv []string) error {
 		return withCode(exitRunFailed, err)
 	}
 	env := childenv.Merge(os.Environ(), childenv.Env(sb.ls.childProxies(), sb.id, sb.token, a.self))
+	var binds [][2]string
+	if sb.inspect != nil {
+		trust, dir, err := trustInspection(sb.inspect, env)
+		if err != nil {
+			sb.stop(cmd.Context())
+			return withCode(exitRunFailed, err)
+		}
+		defer os.RemoveAll(dir)
+		env = childenv.Merge(env, trust.Env)
+		if trust.System != "" {
+			binds = append(binds, [2]string{trust.Bundle, trust.System})
+		}
+	}
 	if err := cmd.Context().Err(); err != nil {
 		sb.stop(cmd.Context())
 		return withCode(exitRunFailed, errors.New("interrupted before the command started"))
 	}
 	var code int
 	if sb.isolated != nil {
-		code, err = runIsolated(sb.isolated, path, argv, env, a.stdin)
+		code, err = runIsolated(sb.isolated, path, argv, env, binds, a.stdin)
 	} else {
 		code, err = runChild(path, argv, env, a.stdin, a.stdout, a.stderr)
 	}

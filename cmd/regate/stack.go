@@ -24,6 +24,7 @@ type stack struct {
 	admin     *admin.Server // nil when off
 	adminAddr string        // "" when off
 	reg       prometheus.Registerer
+	inspect   *proxy.Inspection // nil when HTTPS inspection is off
 }
 
 // stackOptions are what differs between run and serve.
@@ -61,7 +62,14 @@ func (a *app) assemble(ctx context.Context, cfg *config.Config, o stackOptions) 
 		}
 		bound = o.bound.ID
 	}
-	if s.proxy, err = newProxy(cfg, s.engine.Engine, bound, s.log, reg, s.attempts, o.onOutcome); err != nil {
+	mode := config.ModeServe
+	if o.bound != nil {
+		mode = config.ModeRun
+	}
+	if s.inspect, err = newInspection(cfg, mode, s.log); err != nil {
+		return nil, err
+	}
+	if s.proxy, err = newProxy(cfg, s.engine.Engine, bound, s.log, reg, s.attempts, o.onOutcome, s.inspect); err != nil {
 		return nil, err
 	}
 	open := listen

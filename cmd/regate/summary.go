@@ -132,6 +132,8 @@ func failure(err error) string {
 	switch {
 	case errors.As(err, &pe): // "upstream proxy refused: 403 Forbidden"
 		return pe.Error()
+	case errors.Is(err, proxy.ErrClientHandshake):
+		return "the client's TLS handshake failed on an inspected host (does it trust regate's CA, or pin certificates?)"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "upstream refused"
 	case errors.As(err, &dns):

@@ -48,7 +48,11 @@ type Config struct {
 	Policies   []string
 	Allow      []string
 	Deny       []string
-	Data       map[string]any // written under data; methods land in regate.methods
+	Data       map[string]any // written under data; methods, inspect and paths land in regate.*
+	Inspect    []string       // patterns of hosts whose tunnels are inspected
+	// Paths are the path rules of allow_paths: host → globs.
+	Paths      map[string][]string
+	Inspection Inspection
 	AllowCIDRs []netip.Prefix
 	Hosts      map[string][]netip.Addr
 
@@ -69,6 +73,18 @@ type Config struct {
 	Admin           Admin
 	Proxy           ProxyLimits
 	Isolate         Isolate
+}
+
+// Inspection is HTTPS inspection's CA and upstream roots.
+type Inspection struct {
+	// Enabled: the policy may ask to inspect (also true when inspect or
+	// allow_paths is set, or a CA is given).
+	Enabled bool
+	// CACert and CAKey are the CA's files; "" generates one in memory.
+	CACert, CAKey string
+	// UpstreamCA is a PEM file of roots trusted for upstream certificates
+	// besides the system's.
+	UpstreamCA string
 }
 
 // Isolate is `regate run --isolate` (Linux namespaces).

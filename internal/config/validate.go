@@ -26,6 +26,8 @@ func validate(w *wire, fromFile func(string) any, flags map[string]any) (*Config
 		Policies:          p.paths("policies", w.Policies),
 		Allow:             p.patterns("allow", w.Allow),
 		Deny:              p.patterns("deny", w.Deny),
+		Inspect:           p.patterns("inspect", w.Inspect),
+		Paths:             p.allowPaths(w.AllowPaths),
 		AllowCIDRs:        p.cidrs("allow_cidrs", w.AllowCIDRs),
 		Hosts:             p.hosts(fromFile("hosts"), flags["hosts"]),
 		DecisionTimeout:   p.duration("decision_timeout", w.DecisionTimeout),
@@ -55,7 +57,8 @@ func validate(w *wire, fromFile func(string) any, flags map[string]any) (*Config
 	}
 	cfg.HTTP = p.listener("http", w.HTTP, w.ListenAny)
 	cfg.SOCKS = p.listener("socks", w.SOCKS, w.ListenAny)
-	cfg.Data = p.data(fromFile("data"), p.methods("methods", w.Methods))
+	cfg.Inspection = p.inspection(w.Inspection, len(cfg.Inspect) > 0 || len(cfg.Paths) > 0)
+	cfg.Data = p.data(fromFile("data"), p.methods("methods", w.Methods), cfg.Inspect, cfg.Paths)
 	return cfg, p.err()
 }
 
@@ -312,8 +315,39 @@ func (p *problems) methods(key string, in []string) []string {
 	return in
 }
 
-// data is the file's data object with methods (if any) at regate.methods.
-func (p *problems) data(v any, methods []string) map[string]any {
+// allowPaths turns HOST/GLOB entries into host → globs.
+func (p *problems) allowPaths(in []string) map[string][]string {
+	if len(in) == 0 {
+		return nil
+	}
+	out := map[string][]string{}
+	for i, e := range in {
+		slash := strings.IndexByte(e, '/')
+		if slash <= 0 {
+			p.add("allow_paths[%d]: %q is not HOST/PATH (github.com/acme/**)", i, e)
+			continue
+		}
+		host, _, err := engine.NormalizeHost(e[:slash])
+		if err != nil {
+			p.add("allow_paths[%d]: %q: %w", i, e, err)
+			continue
+		}
+		out[host] = append(out[host], e[slash:])
+	}
+	return out
+}
+
+func (p *problems) inspection(w wireInspect, patterns bool) Inspection {
+	in := Inspection{Enabled: w.Enabled || patterns || w.CACert != "", CACert: w.CACert, CAKey: w.CAKey, UpstreamCA: w.UpstreamCA}
+	if (w.CACert == "") != (w.CAKey == "") {
+		p.add("inspection.ca_cert and inspection.ca_key: give both or neither")
+	}
+	return in
+}
+
+// data is the file's data object with methods, inspect and paths (if any)
+// at regate.methods, regate.inspect and regate.paths.
+func (p *problems) data(v any, methods, inspect []string, paths map[string][]string) map[string]any {
 	out := map[string]any{}
 	if v != nil {
 		m, ok := v.(map[string]any)
@@ -323,13 +357,26 @@ func (p *problems) data(v any, methods []string) map[string]any {
 			out = m
 		}
 	}
-	if len(methods) > 0 {
+	set := func(key string, v any) {
 		regate, ok := out["regate"].(map[string]any)
 		if !ok {
 			regate = map[string]any{}
 			out["regate"] = regate
 		}
-		regate["methods"] = methods
+		regate[key] = v
+	}
+	if len(methods) > 0 {
+		set("methods", methods)
+	}
+	if len(inspect) > 0 {
+		set("inspect", inspect)
+	}
+	if len(paths) > 0 {
+		obj := make(map[string]any, len(paths))
+		for host, globs := range paths {
+			obj[host] = globs
+		}
+		set("paths", obj)
 	}
 	if len(out) == 0 {
 		return nil

@@ -22,6 +22,9 @@ type wire struct {
 	Allow             []string      `mapstructure:"allow"`
 	Deny              []string      `mapstructure:"deny"`
 	Methods           []string      `mapstructure:"methods"`
+	Inspect           []string      `mapstructure:"inspect"`
+	AllowPaths        []string      `mapstructure:"allow_paths"`
+	Inspection        wireInspect   `mapstructure:"inspection"`
 	Data              any           `mapstructure:"data" regate:"free"`
 	AllowCIDRs        []string      `mapstructure:"allow_cidrs"`
 	Hosts             any           `mapstructure:"hosts" regate:"free"`
@@ -40,6 +43,13 @@ type wire struct {
 	Proxy             wireProxy     `mapstructure:"proxy"`
 	Isolate           wireIsolate   `mapstructure:"isolate"`
 	OPA               any           `mapstructure:"opa" regate:"free"`
+}
+
+type wireInspect struct {
+	Enabled    bool   `mapstructure:"enabled"`
+	CACert     string `mapstructure:"ca_cert"`
+	CAKey      string `mapstructure:"ca_key"`
+	UpstreamCA string `mapstructure:"upstream_ca"`
 }
 
 type wireIsolate struct {
@@ -72,7 +82,7 @@ type wireProxy struct {
 	MaxTunnelsPerClient int `mapstructure:"max_tunnels_per_client"`
 
 	Upstream         string   `mapstructure:"upstream"`
-	UpstreamCA       string   `mapstructure:"upstream_ca"`
+	UpstreamCA       string   `mapstructure:"upstream_proxy_ca"`
 	UpstreamAuthFile string   `mapstructure:"upstream_auth_file"`
 	UpstreamConnect  string   `mapstructure:"upstream_connect"`
 	NoUpstream       []string `mapstructure:"no_upstream"`

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -50,6 +51,12 @@ func Init(stderr io.Writer) int {
 	var run execMsg
 	if err := readMsg(ctl, &run); err != nil {
 		return 125 // regate gave up before the command started
+	}
+	for _, b := range run.Over {
+		if err := bindFileOver(b); err != nil {
+			fmt.Fprintf(stderr, "regate: isolate init: %v\n", err)
+			return 125
+		}
 	}
 	return superviseCommand(run, setup, stderr)
 }
@@ -106,6 +113,18 @@ func openLink() (*os.File, string, error) {
 		return nil, "", fmt.Errorf("%w; %w", tunErr, err)
 	}
 	return veth, linkVeth, nil
+}
+
+// bindFileOver binds b.Src read-only over b.Dst (through its symlinks).
+func bindFileOver(b Bind) error {
+	dst, err := filepath.EvalSymlinks(b.Dst)
+	if err != nil {
+		return fmt.Errorf("binding %s over %s: %w", b.Src, b.Dst, err)
+	}
+	if err := bindOver(b.Src, dst, true); err != nil {
+		return fmt.Errorf("binding %s over %s: %w", b.Src, b.Dst, err)
+	}
+	return nil
 }
 
 // loopbackUp brings lo up: the only interface of the new network namespace.

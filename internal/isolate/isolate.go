@@ -61,6 +61,10 @@ const (
 	linkVeth = "veth"
 )
 
+// Bind is a file bound read-only over another inside the namespace (the
+// inspection CA's bundle over the system's).
+type Bind struct{ Src, Dst string }
+
 // User is a uid and gid to run the command as.
 type User struct{ UID, GID int }
 
@@ -85,11 +89,13 @@ type (
 		Link      string `json:"link,omitempty"`
 		LinkError string `json:"link_error,omitempty"`
 	}
-	// execMsg is regate's second message: the command to start.
+	// execMsg is regate's second message: the command to start, and
+	// files made since the setup to bind read-only over others.
 	execMsg struct {
 		Path string   `json:"path"`
 		Argv []string `json:"argv"`
 		Env  []string `json:"env"`
+		Over []Bind   `json:"over,omitempty"`
 	}
 )
 

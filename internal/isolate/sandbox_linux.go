@@ -181,8 +181,9 @@ func (s *Sandbox) LinkError() string { return s.linkErr }
 func (s *Sandbox) Listeners() []net.Listener { return s.listeners }
 
 // Run starts the command inside: path and argv, with env.
-func (s *Sandbox) Run(path string, argv, env []string) error {
-	if err := sendMsg(s.ctl, execMsg{Path: path, Argv: argv, Env: env}, nil); err != nil {
+// over are files bound read-only over others first.
+func (s *Sandbox) Run(path string, argv, env []string, over []Bind) error {
+	if err := sendMsg(s.ctl, execMsg{Path: path, Argv: argv, Env: env, Over: over}, nil); err != nil {
 		return fmt.Errorf("starting the isolated command: %w", err)
 	}
 	return nil

@@ -30,7 +30,7 @@ func (*Sandbox) LinkError() string { return "" }
 func (*Sandbox) Listeners() []net.Listener { return nil }
 
 // Run fails off Linux.
-func (*Sandbox) Run(string, []string, []string) error { return Available() }
+func (*Sandbox) Run(string, []string, []string, []Bind) error { return Available() }
 
 // Process is nil off Linux.
 func (*Sandbox) Process() *os.Process { return nil }

@@ -51,6 +51,16 @@ allow := hits[0] if {
 	hits := [c | some c in candidates; _ = obj[c]]
 }
 
+# data.regate.inspect: the patterns of hosts whose tunnels are inspected.
+inspect := hits[0] if {
+	_ = data.regate.inspect[0]
+	set := patterns.to_set(data.regate.inspect)
+	hits := [c | some c in candidates; set[c]]
+} else := hits[0] if {
+	obj := data.regate.inspect
+	hits := [c | some c in candidates; _ = obj[c]]
+}
+
 # The attempt's lists are small; the common empty list costs one probe.
 attempt_deny := hits[0] if {
 	_ = input.attempt.deny[0]

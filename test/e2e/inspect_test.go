@@ -1,0 +1,140 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestInspectRun: with --inspect, the HTTPS requests to an inspected host
+// are decided one by one (--methods holds for HTTPS), the command trusts
+// the run's CA through the variables regate set, HTTP/2 is negotiated,
+// uninspected hosts pass through untouched, an upstream certificate that
+// does not verify is a 502 naming it, the CA key is in no file, and the
+// bundle is removed at exit.
+func TestInspectRun(t *testing.T) {
+	need(t, "curl", "python3", "sh")
+	up, caFile := newTLSUpstream(t, "github.test", "other.test")
+	p := up.port()
+	tmp := t.TempDir()
+	dir := t.TempDir()
+	writeFile(t, dir, "get.py", `
+import sys, urllib.request
+print("python:", urllib.request.urlopen(sys.argv[1]).read().decode().strip())
+`)
+	script := `
+code() { curl -sS -o /dev/null -w '%{http_code}' "$@" 2>/dev/null; echo " $?"; }
+echo "get: $(curl -sS https://github.test:` + p + `/x)"
+echo "post: $(curl -sS -i --http1.1 -X POST -d data https://github.test:` + p + `/x | tr -d '\r' | grep -E '^HTTP/1|^X-Proxy-Error|^regate:' | tr '\n' '|')"
+echo "post h2: $(curl -sS -i -X POST -d data https://github.test:` + p + `/x | tr -d '\r' | grep -iE '^HTTP/2|^x-proxy-error|^regate:' | tr '\n' '|')"
+echo "socks: $(curl -sS -x "${REGATE_SOCKS_PROXY:-$ALL_PROXY}" https://github.test:` + p + `/socks)"
+echo "h2: $(curl -sS --http2 -o /dev/null -w '%{http_version}' https://github.test:` + p + `/h2)"
+echo "regate CA only: $(code --cacert ` + caFile + ` https://github.test:` + p + `/)"
+echo "passthrough: $(curl -sS --cacert ` + caFile + ` https://other.test:` + p + `/pass)"
+echo "wrong name: $(curl -sS https://wrong.test:` + p + `/ | tr -d '\n')"
+python3 ` + dir + `/get.py https://github.test:` + p + `/py
+echo "key on disk: $(grep -rl 'PRIVATE KEY' "$TMPDIR" 2>/dev/null | wc -l)"
+echo "bundle: $(ls $TMPDIR/regate-run-*/bundle.pem | wc -l)"
+`
+	logPath := filepath.Join(dir, "decisions.jsonl")
+	res := regate(t, []string{"TMPDIR=" + tmp}, "run", "--inspect", "github.test", "--inspect", "wrong.test",
+		"--allow", "github.test", "--allow", "other.test", "--allow", "wrong.test", "--methods", "GET,HEAD",
+		"--allow-cidr", "127.0.0.0/8", "--resolve", "github.test:127.0.0.1", "--resolve", "other.test:127.0.0.1",
+		"--resolve", "wrong.test:127.0.0.1", "--upstream-ca", caFile, "--decision-log", logPath, "--", "sh", "-c", script)
+	wantCode(t, res, 0)
+	for _, want := range []string{
+		"get: hello from TLS upstream: GET /x",
+		"|HTTP/1.1 403 method POST is not allowed for HTTPS requests|X-Proxy-Error: blocked-by-policy|regate: connection to github.test:" + p + " blocked: method POST is not allowed for HTTPS requests",
+		"post h2: HTTP/2 403 |x-proxy-error: blocked-by-policy|regate: connection to github.test:" + p + " blocked: method POST is not allowed for HTTPS requests",
+		"socks: hello from TLS upstream: GET /socks",
+		"h2: 2",
+		"regate CA only: 000 60", // curl: the inspected host shows regate's certificate
+		"passthrough: hello from TLS upstream: GET /pass",
+		"wrong name: regate: upstream failed: tls: failed to verify certificate: x509: certificate is valid for github.test, other.test, not wrong.test",
+		"python: hello from TLS upstream: GET /py",
+		"key on disk: 0",
+		"bundle: 1",
+	} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)
+		}
+	}
+	if !strings.Contains(res.stderr, "blocked 2 connections to github.test:"+p+" — method POST is not allowed for HTTPS requests") ||
+		!strings.Contains(res.stderr, "1 connection to github.test:"+p+" failed — the client's TLS handshake failed on an inspected host") {
+		t.Errorf("summary lacks the inspected deny:\n%s", res.stderr)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "regate-run-*")); len(left) != 0 {
+		t.Errorf("the run's CA directory was left behind: %v", left)
+	}
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inspected := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var ev struct {
+			Input struct {
+				Method string `json:"method"`
+				Path   string `json:"path"`
+				TLS    *struct {
+					Inspected bool `json:"inspected"`
+				} `json:"tls"`
+				Headers map[string]string `json:"headers"`
+			} `json:"input"`
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Input.TLS != nil && ev.Input.TLS.Inspected {
+			inspected++
+			if ev.Input.Path == "" || ev.Input.Headers["user-agent"] == "" {
+				t.Errorf("inspected request event without path or headers: %s", line)
+			}
+		}
+	}
+	if inspected < 6 {
+		t.Errorf("%d inspected request events, want one per request (6 or more):\n%s", inspected, data)
+	}
+}
+
+// TestInspectIsolated: under --isolate, the run's bundle is bound over the
+// system's, so a client that ignores every variable trusts the CA too, and
+// Node (https.get and fetch, through the transparent path) trusts it
+// through NODE_EXTRA_CA_CERTS.
+func TestInspectIsolated(t *testing.T) {
+	need(t, "curl", "node", "sh", "env")
+	needIsolation(t)
+	up, caFile := newTLSUpstream(t, "github.test")
+	p := up.port()
+	dir := t.TempDir()
+	writeFile(t, dir, "get.js", `
+const https = require("https");
+https.get("https://github.test:`+p+`/node-https", (r) => {
+  let b = ""; r.on("data", (d) => b += d); r.on("end", async () => {
+    console.log("node https: " + b.trim());
+    try {
+      const f = await fetch("https://github.test:`+p+`/node-fetch");
+      console.log("node fetch: " + (await f.text()).trim());
+    } catch (e) { console.log("node fetch: " + e.cause); }
+  });
+}).on("error", (e) => console.log("node https: " + e.message));
+`)
+	script := `
+echo "no variables: $(env -u SSL_CERT_FILE -u CURL_CA_BUNDLE -u REQUESTS_CA_BUNDLE curl -sS https://github.test:` + p + `/novars)"
+node ` + dir + `/get.js
+`
+	res := regate(t, nil, "run", "--isolate", "--inspect", "github.test", "--allow", "github.test",
+		"--allow-cidr", "127.0.0.0/8", "--resolve", "github.test:127.0.0.1", "--upstream-ca", caFile, "--", "sh", "-c", script)
+	wantCode(t, res, 0)
+	for _, want := range []string{
+		"no variables: hello from TLS upstream: GET /novars",
+		"node https: hello from TLS upstream: GET /node-https",
+		"node fetch: hello from TLS upstream: GET /node-fetch",
+	} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)
+		}
+	}
+}
