@@ -45,11 +45,11 @@ type Config struct {
 	// File is the configuration file read, "" for none.
 	File string
 
-	Policies   []string
-	Allow      []string
-	Deny       []string
-	Data       map[string]any // written under data; methods, inspect and paths land in regate.*
-	Inspect    []string       // patterns of hosts whose tunnels are inspected
+	Policies []string
+	Allow    []string
+	Deny     []string
+	Data     map[string]any // written under data; methods, inspect and paths land in regate.*
+	Inspect  []string       // patterns of hosts whose tunnels are inspected
 	// Paths are the path rules of allow_paths: host → globs.
 	Paths      map[string][]string
 	Inspection Inspection
