@@ -155,7 +155,8 @@ func (e *Engine) evaluate(ctx context.Context, in *Input, ndbc builtins.NDBCache
 	}
 	m := metrics.New()
 	rs, err := q.pq.Eval(ctx, rego.EvalParsedInput(in.AST()), rego.EvalTransaction(txn), rego.EvalMetrics(m),
-		rego.EvalNDBuiltinCache(ndbc))
+		rego.EvalNDBuiltinCache(ndbc), rego.EvalInterQueryBuiltinCache(e.iqCache),
+		rego.EvalInterQueryBuiltinValueCache(e.iqValueCache))
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return denied(ReasonTimeout), nil, m, err

@@ -20,6 +20,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/plugins/logs"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown/cache"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -104,6 +105,12 @@ type Engine struct {
 	// ndbCache is OPA's nd_builtin_cache setting: log the results of
 	// non-deterministic built-ins with each decision.
 	ndbCache atomic.Bool
+	// iqCache and iqValueCache are OPA's inter-query caches (http.send
+	// and friends), configured by OPA's `caching`, shared by decisions;
+	// cacheStop ends their eviction.
+	iqCache      cache.InterQueryCache
+	iqValueCache cache.InterQueryValueCache
+	cacheStop    context.CancelFunc
 
 	query   atomic.Pointer[prepared]
 	cache   atomic.Pointer[decisionCache]
@@ -230,7 +237,12 @@ func (e *Engine) startManager(ctx context.Context) error {
 		e.cfg.ID = id
 	}
 	opaLog := opaLogger{e.cfg.Logger.With("component", "opa")}
-	mgr, err := plugins.New(e.opaRaw, e.cfg.ID, e.store, plugins.Logger(opaLog), plugins.ConsoleLogger(consoleLogger(e.cfg.Console)))
+	opts := []func(*plugins.Manager){plugins.Logger(opaLog), plugins.ConsoleLogger(consoleLogger(e.cfg.Console))}
+	if e.cfg.Registerer != nil {
+		// status.prometheus registers OPA's status collectors here.
+		opts = append(opts, plugins.WithPrometheusRegister(e.cfg.Registerer))
+	}
+	mgr, err := plugins.New(e.opaRaw, e.cfg.ID, e.store, opts...)
 	if err != nil {
 		return fmt.Errorf("configuring OPA: %w", err)
 	}
@@ -239,6 +251,10 @@ func (e *Engine) startManager(ctx context.Context) error {
 		return fmt.Errorf("initialising OPA: %w", err)
 	}
 	mgr.RegisterCompilerTrigger(e.onCompile)
+	cacheCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	e.cacheStop = stop
+	e.iqCache = cache.NewInterQueryCacheWithContext(cacheCtx, mgr.InterQueryBuiltinCacheConfig())
+	e.iqValueCache = cache.NewInterQueryValueCache(cacheCtx, mgr.InterQueryBuiltinCacheConfig())
 	e.ndbCache.Store(mgr.GetConfig().NDBuiltinCacheEnabled())
 	mgr.RegisterNDCacheTrigger(func(enabled bool) { e.ndbCache.Store(enabled) })
 	return e.registerCacheReset(ctx)
@@ -280,6 +296,9 @@ func (e *Engine) Stop(ctx context.Context) {
 	e.logs.stop(ctx)
 	if e.manager != nil && e.managerDone.CompareAndSwap(false, true) {
 		e.stopManager(ctx)
+	}
+	if e.cacheStop != nil {
+		e.cacheStop()
 	}
 }
 

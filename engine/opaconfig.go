@@ -18,8 +18,18 @@ const sinkPluginName = "regate_decisions"
 // schema but cannot act on; each is refused, naming why, rather than
 // accepted and ignored.
 var unhonoured = map[string]string{
-	"distributed_tracing": "regate exports no OpenTelemetry traces",
-	"storage":             "regate keeps policy and data in memory (OPA's disk store is not used)",
+	"distributed_tracing":            "regate exports no OpenTelemetry traces",
+	"storage":                        "regate keeps policy and data in memory (OPA's disk store is not used)",
+	"metrics_export":                 "regate exports no OpenTelemetry metrics (its metrics are on the admin API's /metrics)",
+	"default_decision":               "the admin API serves no POST / (OPA's default-decision route)",
+	"default_authorization_decision": "the admin API authenticates by its socket or bearer token, not by OPA's authorization policy",
+}
+
+// unhonouredServer are the keys of OPA's `server` section regate cannot
+// act on (`decoding` and `encoding` apply to the admin API's OPA routes).
+var unhonouredServer = map[string]string{
+	"metrics":       "the admin API's /metrics is regate's registry",
+	"logger_plugin": "the admin API logs requests through regate's logger",
 }
 
 // reservedLabels are labels OPA sets itself and replaces when configured
@@ -56,6 +66,13 @@ func buildOPAConfig(raw []byte, o opaOptions) ([]byte, bool, error) {
 	for _, key := range slices.Sorted(maps.Keys(unhonoured)) {
 		if _, ok := cfg[key]; ok {
 			errs = append(errs, fmt.Errorf("opa.%s: not supported: %s; remove the key", key, unhonoured[key]))
+		}
+	}
+	if server, ok := cfg["server"].(map[string]any); ok {
+		for _, key := range slices.Sorted(maps.Keys(unhonouredServer)) {
+			if _, ok := server[key]; ok {
+				errs = append(errs, fmt.Errorf("opa.server.%s: not supported: %s; remove the key", key, unhonouredServer[key]))
+			}
 		}
 	}
 	if labels, ok := cfg["labels"].(map[string]any); ok {

@@ -3,13 +3,20 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestBuildOPAConfigRefusesWhatRegateCannotHonour(t *testing.T) {
@@ -20,7 +27,13 @@ func TestBuildOPAConfigRefusesWhatRegateCannotHonour(t *testing.T) {
 		{"labels.version", `{"labels": {"version": "9"}}`, "opa.labels.version: cannot be configured"},
 		{"distributed_tracing", `{"distributed_tracing": {"type": "grpc"}}`, "opa.distributed_tracing: not supported"},
 		{"storage", `{"storage": {"disk": {"directory": "/tmp/x"}}}`, "opa.storage: not supported"},
+		{"metrics_export", `{"metrics_export": {}}`, "opa.metrics_export: not supported"},
+		{"default_decision", `{"default_decision": "/regate/network/decision"}`, "opa.default_decision: not supported"},
+		{"default_authorization_decision", `{"default_authorization_decision": "/system/authz/allow"}`, "opa.default_authorization_decision: not supported"},
+		{"server.metrics", `{"server": {"metrics": {}}}`, "opa.server.metrics: not supported"},
+		{"server.logger_plugin", `{"server": {"logger_plugin": "x"}}`, "opa.server.logger_plugin: not supported"},
 		{"bad server.decoding", `{"server": {"decoding": {"max_length": "big"}}}`, "opa.server.decoding"},
+		{"bad server.encoding", `{"server": {"encoding": {"gzip": {"compression_level": 42}}}}`, "opa.server.encoding"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -30,7 +43,8 @@ func TestBuildOPAConfigRefusesWhatRegateCannotHonour(t *testing.T) {
 			}
 		})
 	}
-	for _, ok := range []string{`{"labels": {"team": "x"}}`, `{"nd_builtin_cache": true}`, `{"server": {"decoding": {"max_length": 1024}}}`} {
+	for _, ok := range []string{`{"labels": {"team": "x"}}`, `{"nd_builtin_cache": true}`, `{"server": {"decoding": {"max_length": 1024}, "encoding": {"gzip": {"min_length": 1024}}}}`,
+		`{"caching": {"inter_query_builtin_cache": {"max_size_bytes": 1000000}}}`} {
 		if err := ValidateOPAConfig([]byte(ok)); err != nil {
 			t.Errorf("ValidateOPAConfig(%s) = %v, want nil", ok, err)
 		}
@@ -120,4 +134,45 @@ func jsonString(t *testing.T, v any) string {
 	b, err := json.Marshal(v)
 	must(t, err)
 	return string(b)
+}
+
+// TestInterQueryCacheAcrossDecisions: http.send's inter-query cache (OPA's
+// `caching`) serves later decisions, as it serves OPA's later queries.
+func TestInterQueryCacheAcrossDecisions(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"allow": true}`))
+	}))
+	t.Cleanup(srv.Close)
+	policy := fmt.Sprintf("package regate.network\n\ndecision := {\"allow\": http.send({\"method\": \"GET\", \"url\": %q, \"cache\": true}).body.allow, \"reason\": \"intel\"}\n", srv.URL)
+	cfg := []byte(`{"caching": {"inter_query_builtin_cache": {"max_size_bytes": 1000000}}}`)
+	e := startEngine(t, Config{Default: fstest.MapFS{"network.rego": {Data: []byte(policy)}}, OPA: cfg, DecisionTimeout: 10 * time.Second})
+	for range 3 {
+		d, err := e.Decide(context.Background(), Input{Host: "a.test", Port: 443, Scheme: SchemeHTTPS, Method: MethodConnect})
+		if err != nil || !d.Allow {
+			t.Fatalf("decision %+v, %v", d, err)
+		}
+	}
+	if n := hits.Load(); n != 1 {
+		t.Errorf("the intelligence service was asked %d times, want once (cached)", n)
+	}
+}
+
+// TestStatusPrometheus: OPA's status.prometheus registers OPA's status
+// collectors on regate's registry.
+func TestStatusPrometheus(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	startEngine(t, Config{Default: simpleFS(simplePolicy), Registerer: reg, OPA: []byte(`{"status": {"prometheus": true}}`)})
+	mfs, err := reg.Gather()
+	must(t, err)
+	var names []string
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	if !slices.Contains(names, "plugin_status_gauge") {
+		t.Errorf("registry has %v, want OPA's plugin_status_gauge", names)
+	}
 }

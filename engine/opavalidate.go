@@ -17,6 +17,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/plugins/discovery"
 	"github.com/open-policy-agent/opa/v1/plugins/logs"
 	"github.com/open-policy-agent/opa/v1/plugins/server/decoding"
+	"github.com/open-policy-agent/opa/v1/plugins/server/encoding"
 	"github.com/open-policy-agent/opa/v1/plugins/status"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/util"
@@ -107,6 +108,8 @@ func validatePlugins(mgr *plugins.Manager, c *config.Config) []error {
 		// The admin API serves OPA's REST routes with these limits.
 		_, err = decoding.NewConfigBuilder().WithBytes(c.Server.Decoding).Parse()
 		add("server.decoding", err)
+		_, err = encoding.NewConfigBuilder().WithBytes(c.Server.Encoding).Parse()
+		add("server.encoding", err)
 	}
 	return errs
 }
