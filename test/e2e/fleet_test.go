@@ -122,14 +122,21 @@ func TestCheckRefusesWhatOPAIgnores(t *testing.T) {
   labels: {id: node-7, version: "9", team: payments}
   distributed_tracing: {type: grpc, address: "127.0.0.1:4317"}
   storage: {disk: {directory: /tmp/opa-disk}}
+  metrics_export: {}
+  default_decision: /regate/network/decision
+  server: {metrics: {}, decoding: {max_length: 1024}}
 `)
 	res := regate(t, nil, "check", "--config", cfg)
 	wantCode(t, res, 1)
 	for _, want := range []string{"opa.labels.id: cannot be configured", "opa.labels.version: cannot be configured",
-		"opa.distributed_tracing: not supported", "opa.storage: not supported"} {
+		"opa.distributed_tracing: not supported", "opa.storage: not supported", "opa.metrics_export: not supported",
+		"opa.default_decision: not supported", "opa.server.metrics: not supported"} {
 		if !strings.Contains(res.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, res.stderr)
 		}
+	}
+	if strings.Contains(res.stderr, "decoding") {
+		t.Errorf("server.decoding is honoured, not refused:\n%s", res.stderr)
 	}
 }
 
