@@ -58,8 +58,9 @@ func buildOPA() (string, error) {
 	}
 	defer os.RemoveAll(tmp)
 	install := exec.Command("go", "install", "github.com/open-policy-agent/opa@"+version)
-	// GOFLAGS may carry -mod=..., which `go install pkg@version` rejects.
-	install.Env = append(cleanEnv("GOBIN="+tmp), "GOFLAGS=")
+	// The caller's environment (GOPROXY, a proxy to reach it); GOFLAGS may
+	// carry -mod=..., which `go install pkg@version` rejects.
+	install.Env = append(os.Environ(), "GOBIN="+tmp, "GOFLAGS=")
 	install.Dir = tmp
 	if b, err := install.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go install opa@%s: %w\n%s", version, err, b)
