@@ -168,17 +168,21 @@ func TestFleetSideBySideWithOPA(t *testing.T) {
 	compareStatus(t, status["opa"], status["regate"])
 
 	// 4. server.decoding.max_length: above it, both answer 400 alike.
-	big := `{"x": "` + strings.Repeat("x", 2048) + `"}`
-	answers := map[string]string{}
-	for name, c := range both {
-		code, body := c.do(t, "PUT", "/v1/data/big", big)
-		if code != http.StatusBadRequest {
-			t.Errorf("%s: PUT of 2 KiB with max_length 1024: %d %s, want 400", name, code, body)
+	for path, big := range map[string]string{
+		"/v1/data/big":     `{"x": "` + strings.Repeat("x", 2048) + `"}`,
+		"/v1/policies/big": "package big\n\n# " + strings.Repeat("x", 2048) + "\n",
+	} {
+		answers := map[string]string{}
+		for name, c := range both {
+			code, body := c.do(t, "PUT", path, big)
+			if code != http.StatusBadRequest {
+				t.Errorf("%s: PUT %s of 2 KiB with max_length 1024: %d %s, want 400", name, path, code, body)
+			}
+			answers[name] = strings.Join(strings.Fields(body), " ")
 		}
-		answers[name] = strings.Join(strings.Fields(body), " ")
-	}
-	if answers["opa"] != answers["regate"] {
-		t.Errorf("oversized body: opa answers %s, regate %s", answers["opa"], answers["regate"])
+		if answers["opa"] != answers["regate"] {
+			t.Errorf("oversized PUT %s: opa answers %s, regate %s", path, answers["opa"], answers["regate"])
+		}
 	}
 
 	// 2. A bundle-server outage after activation: OPA's probes and status
