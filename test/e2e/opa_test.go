@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,11 +119,18 @@ func startOPA(t *testing.T, configFile string) *opaServer {
 	})
 	o.admin = newAdminClient(t, "unix:"+sock, "")
 	waitUntil(t, "opa to serve", func() bool {
-		if _, err := os.Stat(sock); err != nil {
+		// The socket file may exist before opa accepts on it: until then a
+		// refused connection means "not yet", not a failure.
+		req, err := http.NewRequestWithContext(t.Context(), "GET", o.admin.base+"/health", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := o.admin.c.Do(req)
+		if err != nil {
 			return false
 		}
-		code, _ := o.admin.do(t, "GET", "/health", "")
-		return code == 200
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	})
 	return o
 }
