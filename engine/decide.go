@@ -12,6 +12,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/server"
 	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/topdown/builtins"
 )
 
 var decisionRef = ast.MustParseRef(Query)
@@ -74,10 +75,14 @@ func readRevisions(ctx context.Context, e *Engine, txn storage.Transaction) map[
 // error for callers that want it. It never returns an allow with an error.
 func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	start := time.Now()
-	d, raw, m, err := e.evaluate(ctx, &in)
+	var ndbc builtins.NDBCache
+	if e.ndbCache.Load() {
+		ndbc = builtins.NDBCache{}
+	}
+	d, raw, m, err := e.evaluate(ctx, &in, ndbc)
 	d.ID = uuid.NewString()
 	e.metrics.observe(d, time.Since(start))
-	e.logs.enqueue(&server.Info{
+	info := &server.Info{
 		DecisionID: d.ID,
 		Path:       DecisionPath,
 		Timestamp:  start,
@@ -85,7 +90,15 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 		Metrics:    m,
 		Bundles:    e.revisions(),
 		Error:      err,
-	}, &d, in)
+	}
+	if ndbc != nil {
+		// OPA's nd_builtin_cache: the non-deterministic built-ins' results
+		// this evaluation used, logged so that it can be replayed.
+		if x, err := ast.JSON(ndbc.AsValue()); err == nil {
+			info.NDBuiltinCache = &x
+		}
+	}
+	e.logs.enqueue(info, &d, in)
 	return d, err
 }
 
@@ -119,7 +132,7 @@ func (e *Engine) revisions() map[string]server.BundleInfo {
 //
 // A deterministic policy's decisions are served from the cache of the
 // current store commit (cache.go); only successful evaluations are cached.
-func (e *Engine) evaluate(ctx context.Context, in *Input) (Decision, any, metrics.Metrics, error) {
+func (e *Engine) evaluate(ctx context.Context, in *Input, ndbc builtins.NDBCache) (Decision, any, metrics.Metrics, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.DecisionTimeout)
 	defer cancel()
 	txn, err := e.store.NewTransaction(ctx)
@@ -141,7 +154,9 @@ func (e *Engine) evaluate(ctx context.Context, in *Input) (Decision, any, metric
 		}
 	}
 	m := metrics.New()
-	rs, err := q.pq.Eval(ctx, rego.EvalParsedInput(in.AST()), rego.EvalTransaction(txn), rego.EvalMetrics(m))
+	rs, err := q.pq.Eval(ctx, rego.EvalParsedInput(in.AST()), rego.EvalTransaction(txn), rego.EvalMetrics(m),
+		rego.EvalNDBuiltinCache(ndbc), rego.EvalInterQueryBuiltinCache(e.iqCache),
+		rego.EvalInterQueryBuiltinValueCache(e.iqValueCache))
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return denied(ReasonTimeout), nil, m, err

@@ -21,6 +21,9 @@ type Event struct {
 	Port      int    `json:"-"`
 	Scheme    string `json:"-"`
 	Reason    string `json:"-"`
+	// Query marks an evaluation through OPA's REST API (POST /v1/data/…),
+	// not a connection decision: nothing was allowed or denied.
+	Query bool `json:"-"`
 }
 
 // MarshalJSON writes the OPA event only.
@@ -67,6 +70,17 @@ func newPipeline(cfg Config, m *collectors) *pipeline {
 		metrics: m,
 		obs:     map[int]func(*Event){},
 		subs:    map[int]*subscriber{},
+	}
+}
+
+// enqueueQuery queues an evaluation of OPA's REST API, whose server has
+// filled info (input, result, path) as OPA's server fills it; it never
+// blocks.
+func (p *pipeline) enqueueQuery(info *server.Info) {
+	select {
+	case p.q <- &item{info: info, ev: Event{Query: true}}:
+	default:
+		p.metrics.logDropped.Inc()
 	}
 }
 
@@ -149,13 +163,17 @@ func (p *pipeline) deliver(it *item) {
 	if p.opa == nil || !p.viaOPA.Load() {
 		// No mask or drop policy to evaluate: the input is logged straight
 		// from the struct, without building an AST for it.
-		var in any = logInput{&it.in}
-		it.info.Input = &in
+		if !it.ev.Query {
+			var in any = logInput{&it.in}
+			it.info.Input = &in
+		}
 		p.fanout(it, p.event(it.info))
 		return
 	}
-	it.info.InputAST = it.in.LogAST()
-	it.info.Input = inputValue(it.info.InputAST)
+	if !it.ev.Query {
+		it.info.InputAST = it.in.LogAST()
+		it.info.Input = inputValue(it.info.InputAST)
+	}
 	p.cur.Store(it)
 	defer p.cur.Store(nil)
 	if err := p.opa.Log(context.Background(), it.info); err != nil {
@@ -169,7 +187,8 @@ func (p *pipeline) event(info *server.Info) logs.EventV1 {
 	ev := logs.EventV1{
 		Labels: p.labels, DecisionID: info.DecisionID, Path: info.Path,
 		Input: info.Input, Result: info.Results, Timestamp: info.Timestamp,
-		Custom: info.Custom,
+		Custom: info.Custom, NDBuiltinCache: info.NDBuiltinCache,
+		Query: info.Query, RequestedBy: info.RemoteAddr,
 	}
 	if len(info.Bundles) > 0 {
 		ev.Bundles = make(map[string]logs.BundleInfoV1, len(info.Bundles))
@@ -197,8 +216,10 @@ func (p *pipeline) fanout(it *item, v1 logs.EventV1) {
 	p.ring.add(&ev)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, f := range p.obs {
-		f(&ev)
+	if !ev.Query { // observers follow connections (regate run's summary)
+		for _, f := range p.obs {
+			f(&ev)
+		}
 	}
 	for id, s := range p.subs {
 		if s.filter != nil && !s.filter(&ev) {

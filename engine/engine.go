@@ -20,6 +20,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/plugins/logs"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown/cache"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -72,10 +73,23 @@ type Config struct {
 	DecisionLog io.Writer
 	// LogQueue bounds the decision-log queue; RingSize the in-memory ring.
 	LogQueue, RingSize int
-	// ID and Version label decision-log events (labels.id, labels.version).
-	ID, Version string
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// ID is this instance's labels.id on decision-log events and status
+	// reports; empty: a fresh UUID, or the one kept under OPA's
+	// persistence_directory when that is configured (instanceid.go).
+	ID string
+	// Version is regate's version, the label regate_version.
+	Version string
+	// Offline keeps OPA from reporting anywhere: no status plugin, no
+	// decision-log upload (regate check). Bundles are still downloaded.
+	Offline bool
+	// Console receives OPA's console logs (decision_logs.console and
+	// status.console: one JSON line each, as OPA prints them); nil: discarded.
+	Console    io.Writer
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Gatherer, when set, is what OPA's status reports under
+	// metrics.prometheus, as `opa run --server` reports its own registry.
+	Gatherer prometheus.Gatherer
 }
 
 // Engine decides connections. Create it with New, then Start it.
@@ -87,6 +101,16 @@ type Engine struct {
 	manager *plugins.Manager
 	opaRaw  []byte
 	remote  bool // OPA config names bundles
+	rem     atomic.Pointer[remote]
+	// ndbCache is OPA's nd_builtin_cache setting: log the results of
+	// non-deterministic built-ins with each decision.
+	ndbCache atomic.Bool
+	// iqCache and iqValueCache are OPA's inter-query caches (http.send
+	// and friends), configured by OPA's `caching`, shared by decisions;
+	// cacheStop ends their eviction.
+	iqCache      cache.InterQueryCache
+	iqValueCache cache.InterQueryValueCache
+	cacheStop    context.CancelFunc
 
 	query   atomic.Pointer[prepared]
 	cache   atomic.Pointer[decisionCache]
@@ -121,9 +145,6 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.RingSize <= 0 {
 		cfg.RingSize = DefaultRingSize
 	}
-	if cfg.ID == "" {
-		cfg.ID = "regate"
-	}
 	var errs []error
 	for _, p := range append(append([]string{}, cfg.Allow...), cfg.Deny...) {
 		if err := ValidatePattern(p); err != nil {
@@ -135,7 +156,7 @@ func New(cfg Config) (*Engine, error) {
 			errs = append(errs, err)
 		}
 	}
-	raw, remote, err := buildOPAConfig(cfg.OPA, cfg.ID, cfg.Version)
+	raw, remote, err := buildOPAConfig(cfg.OPA, opaOptions{version: cfg.Version, offline: cfg.Offline})
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -192,7 +213,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	e.updateLogRouting()
 	disco, err := discovery.New(e.manager, discovery.Factories(map[string]plugins.Factory{
 		sinkPluginName: sinkFactory{e.logs},
-	}))
+	}), discovery.Metrics(e.opaMetrics()))
 	if err != nil {
 		return fmt.Errorf("configuring OPA plugins: %w", err)
 	}
@@ -208,8 +229,20 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 // startManager creates and initialises OPA's plugin manager, whose own
 // goroutines run from then on, and installs regate's triggers on it.
 func (e *Engine) startManager(ctx context.Context) error {
+	if e.cfg.ID == "" {
+		id, err := instanceID(e.opaRaw)
+		if err != nil {
+			return err
+		}
+		e.cfg.ID = id
+	}
 	opaLog := opaLogger{e.cfg.Logger.With("component", "opa")}
-	mgr, err := plugins.New(e.opaRaw, e.cfg.ID, e.store, plugins.Logger(opaLog), plugins.ConsoleLogger(opaLog))
+	opts := []func(*plugins.Manager){plugins.Logger(opaLog), plugins.ConsoleLogger(consoleLogger(e.cfg.Console))}
+	if e.cfg.Registerer != nil {
+		// status.prometheus registers OPA's status collectors here.
+		opts = append(opts, plugins.WithPrometheusRegister(e.cfg.Registerer))
+	}
+	mgr, err := plugins.New(e.opaRaw, e.cfg.ID, e.store, opts...)
 	if err != nil {
 		return fmt.Errorf("configuring OPA: %w", err)
 	}
@@ -218,6 +251,12 @@ func (e *Engine) startManager(ctx context.Context) error {
 		return fmt.Errorf("initialising OPA: %w", err)
 	}
 	mgr.RegisterCompilerTrigger(e.onCompile)
+	cacheCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	e.cacheStop = stop
+	e.iqCache = cache.NewInterQueryCacheWithContext(cacheCtx, mgr.InterQueryBuiltinCacheConfig())
+	e.iqValueCache = cache.NewInterQueryValueCache(cacheCtx, mgr.InterQueryBuiltinCacheConfig())
+	e.ndbCache.Store(mgr.GetConfig().NDBuiltinCacheEnabled())
+	mgr.RegisterNDCacheTrigger(func(enabled bool) { e.ndbCache.Store(enabled) })
 	return e.registerCacheReset(ctx)
 }
 
@@ -257,6 +296,9 @@ func (e *Engine) Stop(ctx context.Context) {
 	e.logs.stop(ctx)
 	if e.manager != nil && e.managerDone.CompareAndSwap(false, true) {
 		e.stopManager(ctx)
+	}
+	if e.cacheStop != nil {
+		e.cacheStop()
 	}
 }
 

@@ -6,9 +6,24 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/plugins"
 	"github.com/open-policy-agent/opa/v1/plugins/logs"
+	"github.com/open-policy-agent/opa/v1/server"
 )
 
-// Observe calls f for every decision event, in order, on the decision-log
+// LogQuery logs an evaluation made through OPA's REST API on regate's store
+// (the admin API's POST /v1/data/…): it is OPA's server decision logger,
+// so each such evaluation is one event with the query's path, like `opa run
+// --server` logs it, through the same sinks as connection decisions (OPA's
+// plugin: mask, drop, upload, console; then the file, ring and streams).
+// It never blocks; a full queue drops the event and counts it.
+func (e *Engine) LogQuery(_ context.Context, info *server.Info) error {
+	// The server's transaction ends when its handler returns; the worker
+	// delivers later, and OPA's mask and drop rules open their own.
+	info.Txn = nil
+	e.logs.enqueueQuery(info)
+	return nil
+}
+
+// Observe calls f for every connection decision event, in order, on the decision-log
 // worker (f must be quick). The blocked-request observer of `regate run` is
 // an Observe whose f keeps the deny events. The returned func unsubscribes.
 func (e *Engine) Observe(f func(*Event)) (cancel func()) {

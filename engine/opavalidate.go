@@ -16,6 +16,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/plugins/bundle"
 	"github.com/open-policy-agent/opa/v1/plugins/discovery"
 	"github.com/open-policy-agent/opa/v1/plugins/logs"
+	"github.com/open-policy-agent/opa/v1/plugins/server/decoding"
+	"github.com/open-policy-agent/opa/v1/plugins/server/encoding"
 	"github.com/open-policy-agent/opa/v1/plugins/status"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/util"
@@ -33,7 +35,7 @@ var unknownOption = regexp.MustCompile(`^unknown configuration option "(.+)" enc
 // builders. Every problem is returned, each prefixed with its key
 // ("opa.bundles: …").
 func ValidateOPAConfig(raw []byte) error {
-	out, _, err := buildOPAConfig(raw, "regate", "")
+	out, _, err := buildOPAConfig(raw, opaOptions{})
 	if err != nil {
 		return err
 	}
@@ -102,5 +104,12 @@ func validatePlugins(mgr *plugins.Manager, c *config.Config) []error {
 	add("status", err)
 	_, err = discovery.NewConfigBuilder().WithBytes(c.Discovery).WithServices(services).WithKeyConfigs(keyConfigs).Parse()
 	add("discovery", err)
+	if c.Server != nil {
+		// The admin API serves OPA's REST routes with these limits.
+		_, err = decoding.NewConfigBuilder().WithBytes(c.Server.Decoding).Parse()
+		add("server.decoding", err)
+		_, err = encoding.NewConfigBuilder().WithBytes(c.Server.Encoding).Parse()
+		add("server.encoding", err)
+	}
 	return errs
 }

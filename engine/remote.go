@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/plugins"
 	"github.com/open-policy-agent/opa/v1/plugins/bundle"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -16,20 +15,22 @@ import (
 // remoteListener names regate's listener on OPA's bundle plugin.
 const remoteListener = "regate"
 
-// remote follows OPA's bundle plugin. OPA marks the plugin OK once every
-// remote bundle has activated and never reports a later failure in the
-// plugin's state; remote does, so that a bundle that fails to download,
-// verify, parse or compile shows in Ready, in Status().Plugins["bundle"] and
-// in the status OPA reports to a control plane, while the last good revision
-// keeps deciding. It also counts every download attempt and keeps the
-// revision gauge current.
+// remote follows OPA's bundle plugin without changing what OPA reports.
+// OPA marks the plugin OK once every remote bundle has activated and keeps
+// it OK while the last good revision decides, whatever later downloads do
+// (so /health?bundles, /health?plugins and the status report stay green
+// through a bundle-server outage, as OPA's do). remote keeps the "last
+// download failed" signal for regate's own surfaces instead: Fresh, the
+// regate part of /v1/status, regate_bundle_loads_total{result="failed"}
+// and one log line per distinct failure. It also keeps the revision gauge
+// current and the latest bundle statuses for OPA's status shape.
 type remote struct {
 	e      *Engine
 	loads  *prometheus.CounterVec
 	mu     sync.Mutex
-	last   map[string]time.Time // last request seen, per bundle
-	failed map[string]string    // current failure message, per bundle
-	state  *plugins.Status      // last plugin state remote set
+	last   map[string]time.Time      // last request seen, per bundle
+	failed map[string]string         // current failure message, per bundle
+	latest map[string]*bundle.Status // OPA's statuses, as last reported
 }
 
 // watchRemote registers remote on the bundle plugin that OPA's discovery
@@ -50,6 +51,7 @@ func (e *Engine) watchRemote() {
 			e.log.Warn("registering remote bundle metrics", "error", err)
 		}
 	}
+	e.rem.Store(r)
 	bp.RegisterBulkListener(remoteListener, r.update)
 }
 
@@ -58,12 +60,9 @@ func (e *Engine) watchRemote() {
 func (r *remote) update(all map[string]*bundle.Status) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	activated := true
+	r.latest = all
 	for _, name := range slices.Sorted(maps.Keys(all)) {
 		s := all[name]
-		if s.LastSuccessfulActivation.IsZero() {
-			activated = false
-		}
 		if s.LastRequest.Equal(r.last[name]) {
 			continue
 		}
@@ -71,7 +70,6 @@ func (r *remote) update(all map[string]*bundle.Status) {
 		r.count(name, s)
 	}
 	r.e.updateRevisionMetric()
-	r.setState(activated)
 }
 
 // count records one download attempt of bundle name and logs a failure or
@@ -98,26 +96,24 @@ func (r *remote) count(name string, s *bundle.Status) {
 	}
 }
 
-// setState reports the bundle plugin's state: ERROR while a bundle's last
-// attempt failed, else OK once all have activated, else NOT_READY (OPA's
-// own rule).
-func (r *remote) setState(activated bool) {
-	st := &plugins.Status{State: plugins.StateOK}
-	switch {
-	case len(r.failed) > 0:
-		var msgs []string
-		for _, name := range slices.Sorted(maps.Keys(r.failed)) {
-			msgs = append(msgs, fmt.Sprintf("bundle %s: %s", name, r.failed[name]))
-		}
-		st = &plugins.Status{State: plugins.StateErr, Message: strings.Join(msgs, "; ")}
-	case !activated:
-		st = &plugins.Status{State: plugins.StateNotReady}
+// failures is the failure message of each bundle whose last download
+// failed.
+func (r *remote) failures() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.failed)
+}
+
+// statuses is a copy of OPA's latest status of every remote bundle.
+func (r *remote) statuses() map[string]*bundle.Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]*bundle.Status, len(r.latest))
+	for name, s := range r.latest {
+		c := *s
+		out[name] = &c
 	}
-	if r.state != nil && *r.state == *st {
-		return
-	}
-	r.state = st
-	r.e.manager.UpdatePluginStatus(bundle.Name, st)
+	return out
 }
 
 // failure is the status's error message, with the compiler's errors, or ""
@@ -131,4 +127,24 @@ func failure(s *bundle.Status) string {
 		msg += "; " + err.Error()
 	}
 	return msg
+}
+
+// Fresh is nil unless the last download of a remote bundle failed (the
+// server was down, the bundle was refused); then it names each such bundle
+// and why. OPA's own health and status stay OK meanwhile: the last good
+// revision decides. regate's /health?fresh and /v1/status use it.
+func (e *Engine) Fresh() error {
+	r := e.rem.Load()
+	if r == nil {
+		return nil
+	}
+	failed := r.failures()
+	if len(failed) == 0 {
+		return nil
+	}
+	var msgs []string
+	for _, name := range slices.Sorted(maps.Keys(failed)) {
+		msgs = append(msgs, fmt.Sprintf("bundle %s: last download failed: %s", name, failed[name]))
+	}
+	return fmt.Errorf("%s", strings.Join(msgs, "; "))
 }

@@ -18,7 +18,8 @@ import (
 // TestRemoteSignedBundle walks two engines through the life of a signed
 // remote bundle: first activation, a new revision picked up without a
 // restart, and bundles that must be refused while the last good revision
-// keeps deciding, visibly (Ready, Status, metrics, status reports).
+// keeps deciding, visibly in regate's own surfaces (Fresh, Status, metrics)
+// while OPA's plugin state stays OK, as OPA's does.
 func TestRemoteSignedBundle(t *testing.T) {
 	private, public := fleettest.KeyPair(t)
 	otherPrivate, _ := fleettest.KeyPair(t)
@@ -66,15 +67,21 @@ func TestRemoteSignedBundle(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv.Publish("org.tar.gz", tc.body)
 			waitFor(t, "the bundle to be refused", func() bool {
-				err1, err2 := e1.Ready(), e2.Ready()
+				err1, err2 := e1.Fresh(), e2.Fresh()
 				return err1 != nil && err2 != nil && strings.Contains(err1.Error(), tc.errHas) && strings.Contains(err2.Error(), tc.errHas)
 			})
-			err := e1.Ready()
+			err := e1.Fresh()
 			if !strings.Contains(err.Error(), "bundle org") || !strings.Contains(err.Error(), tc.errHas) {
-				t.Errorf("Ready() = %v, want it to name bundle org and %q", err, tc.errHas)
+				t.Errorf("Fresh() = %v, want it to name bundle org and %q", err, tc.errHas)
 			}
-			if st := e1.Status().Plugins["bundle"]; st == nil || st.State != plugins.StateErr {
-				t.Errorf("Status().Plugins[bundle] = %+v, want ERROR", st)
+			if msg := e1.Status().BundleFailures["org"]; !strings.Contains(msg, tc.errHas) {
+				t.Errorf("Status().BundleFailures[org] = %q, want %q", msg, tc.errHas)
+			}
+			if st := e1.Status().Plugins["bundle"]; st == nil || st.State != plugins.StateOK {
+				t.Errorf("Status().Plugins[bundle] = %+v, want OK (OPA's: activated once, the last good revision decides)", st)
+			}
+			if err := e1.Ready(); err != nil {
+				t.Errorf("Ready() = %v, want nil while the last good revision decides", err)
 			}
 			for _, e := range []*Engine{e1, e2} {
 				if d := decideHost(t, e, "evil.test"); d.Allow {
@@ -95,7 +102,7 @@ func TestRemoteSignedBundle(t *testing.T) {
 
 	srv.Publish("org.tar.gz", fleetBundle("r4", "c.test").build(t, private, "org", nil))
 	waitRevision(t, "org", "r4", e1, e2)
-	waitFor(t, "Ready after recovery", func() bool { return e1.Ready() == nil })
+	waitFor(t, "Fresh after recovery", func() bool { return e1.Fresh() == nil })
 	for _, result := range []string{"activated", "not_modified"} {
 		if sample(t, reg, "regate_bundle_loads_total", "bundle", "org", "result", result) == 0 {
 			t.Errorf("regate_bundle_loads_total{result=%q} not counted", result)
@@ -145,14 +152,14 @@ func TestRemotePersistedBundle(t *testing.T) {
 	if d := decideHost(t, e, "a.test"); !d.Allow {
 		t.Fatalf("persisted bundle not deciding: %+v", d)
 	}
-	waitFor(t, "Ready to report the download failure", func() bool {
-		err := e.Ready()
+	waitFor(t, "Fresh to report the download failure", func() bool {
+		err := e.Fresh()
 		return err != nil && strings.Contains(err.Error(), "bundle org") && strings.Contains(err.Error(), "Service Unavailable")
 	})
 	srv.Publish("org.tar.gz", fleetBundle("r2", "b.test").build(t, private, "org", nil))
 	srv.SetDown(false)
 	waitRevision(t, "org", "r2", e)
-	waitFor(t, "Ready", func() bool { return e.Ready() == nil })
+	waitFor(t, "Ready and Fresh", func() bool { return e.Ready() == nil && e.Fresh() == nil })
 }
 
 // TestRemoteOrgWithLocalTeamBundle: a remote org bundle beside a local team
@@ -213,7 +220,7 @@ func TestRemoteOrgAndTeamBundles(t *testing.T) {
 	}}
 	srv.Publish("team.tar.gz", greedy.build(t, "", "", nil))
 	waitFor(t, "the overlapping team bundle to be refused", func() bool {
-		err := e.Ready()
+		err := e.Fresh()
 		return err != nil && strings.Contains(err.Error(), "bundle team") && strings.Contains(err.Error(), "overlap")
 	})
 	if revisionOf(e, "team") != "team-1" || !decideHost(t, e, "team.test").Allow || decideHost(t, e, "evil.test").Allow {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/plugins"
+	"github.com/open-policy-agent/opa/v1/plugins/status"
 )
 
 // Status is what the engine reports about its policy (for /health,
@@ -30,6 +31,10 @@ type Status struct {
 	ReloadFailures int `json:"reload_failures"`
 	// Plugins is OPA's plugin status (bundle, decision_logs, status, …).
 	Plugins map[string]*plugins.Status `json:"plugins,omitempty"`
+	// BundleFailures names each remote bundle whose last download failed
+	// (server down, bundle refused) and why, while its last good revision
+	// keeps deciding; OPA's plugin states stay OK meanwhile.
+	BundleFailures map[string]string `json:"bundle_failures,omitempty"`
 }
 
 type statusBox struct {
@@ -90,12 +95,42 @@ func (e *Engine) Status() Status {
 	if e.manager != nil {
 		s.Plugins = e.manager.PluginStatus()
 	}
+	if r := e.rem.Load(); r != nil {
+		if f := r.failures(); len(f) > 0 {
+			s.BundleFailures = f
+		}
+	}
 	return s
 }
 
-// Ready is nil when a policy is deciding and every OPA plugin is OK (remote
-// bundles activated, and the last attempt of each succeeded: remote.go);
-// otherwise it says what is missing or failing.
+// OPAStatus is OPA's status report, as OPA's status plugin would send it
+// and as `opa run --server` answers GET /v1/status: the status plugin's own
+// snapshot when one is configured; otherwise the same report built from
+// the same sources (labels, the bundle plugin's statuses, plugin states,
+// metrics).
+func (e *Engine) OPAStatus() *status.UpdateRequestV1 {
+	if e.manager == nil {
+		return &status.UpdateRequestV1{}
+	}
+	if p := status.Lookup(e.manager); p != nil {
+		return p.Snapshot()
+	}
+	s := &status.UpdateRequestV1{Labels: e.manager.Labels(), Plugins: e.manager.PluginStatus()}
+	if r := e.rem.Load(); r != nil {
+		if b := r.statuses(); len(b) > 0 {
+			s.Bundles = b
+		}
+	}
+	if m := e.opaMetrics(); m != nil {
+		s.Metrics = map[string]any{m.Info().Name: m.All()}
+	}
+	return s
+}
+
+// Ready is nil when a policy is deciding and every OPA plugin is OK, as
+// OPA's /health?plugins judges: once a remote bundle has activated, its
+// plugin stays OK while the last good revision decides (Fresh says whether
+// the last download failed); otherwise it says what is missing.
 func (e *Engine) Ready() error {
 	if q := e.query.Load(); q == nil || !q.decides {
 		return errors.New(ReasonNoPolicy)

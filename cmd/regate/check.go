@@ -51,7 +51,7 @@ func (a *app) check(cmd *cobra.Command) error {
 		return fmt.Errorf("invalid proxy configuration: %w", err)
 	}
 	ctx := cmd.Context()
-	e, err := a.startEngine(ctx, cfg, log, reg, false)
+	e, err := a.startEngine(ctx, cfg, log, reg, false, true)
 	if err != nil {
 		return err
 	}

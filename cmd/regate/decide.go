@@ -78,7 +78,7 @@ func (a *app) decide(cmd *cobra.Command, target string) error {
 		return err
 	}
 	ctx := cmd.Context()
-	e, err := a.startEngine(ctx, cfg, newLogger(cfg, a.stderr), prometheus.NewRegistry(), false)
+	e, err := a.startEngine(ctx, cfg, newLogger(cfg, a.stderr), prometheus.NewRegistry(), false, false)
 	if err != nil {
 		return err
 	}

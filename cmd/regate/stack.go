@@ -52,7 +52,7 @@ func (a *app) assemble(ctx context.Context, cfg *config.Config, o stackOptions) 
 	}()
 	reg := newRegistry()
 	s.reg = reg
-	if s.engine, err = a.startEngine(ctx, cfg, s.log, reg, true); err != nil {
+	if s.engine, err = a.startEngine(ctx, cfg, s.log, reg, true, false); err != nil {
 		return nil, err
 	}
 	bound := ""

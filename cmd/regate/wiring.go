@@ -48,8 +48,10 @@ func (a *app) decisionLog(cfg *config.Config) (io.Writer, func(), error) {
 	return f, func() { _ = f.Close() }, nil
 }
 
-// engineConfig maps the configuration onto the engine's.
-func engineConfig(cfg *config.Config, log *slog.Logger, decisions io.Writer, reg prometheus.Registerer) engine.Config {
+// engineConfig maps the configuration onto the engine's. labels.id is left
+// to the engine: a UUID per process, or the one kept under OPA's
+// persistence_directory.
+func engineConfig(cfg *config.Config, log *slog.Logger, decisions io.Writer, reg *prometheus.Registry) engine.Config {
 	return engine.Config{
 		Policies:          cfg.Policies,
 		Default:           policies.FS,
@@ -62,10 +64,10 @@ func engineConfig(cfg *config.Config, log *slog.Logger, decisions io.Writer, reg
 		DisableCache:      !cfg.DecisionCache,
 		Watch:             cfg.Watch,
 		DecisionLog:       decisions,
-		ID:                "regate",
 		Version:           regateVersion(),
 		Logger:            log,
 		Registerer:        reg,
+		Gatherer:          reg,
 	}
 }
 
@@ -77,13 +79,20 @@ type startedEngine struct {
 
 // startEngine builds and starts the engine: the policy is compiled here, so
 // a policy error (with file and line) is returned before anything serves.
-func (a *app) startEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, watch bool) (*startedEngine, error) {
+// OPA's console logs (decision_logs.console, status.console) go to
+// standard error, as `opa run` prints them.
+//
+// An offline engine (regate check) reports nothing anywhere: no status, no
+// decision-log upload.
+func (a *app) startEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, watch, offline bool) (*startedEngine, error) {
 	w, closeLog, err := a.decisionLog(cfg)
 	if err != nil {
 		return nil, err
 	}
 	ec := engineConfig(cfg, log, w, reg)
 	ec.Watch = watch && cfg.Watch
+	ec.Offline = offline
+	ec.Console = a.stderr
 	e, err := engine.New(ec)
 	if err != nil {
 		closeLog()
@@ -147,10 +156,14 @@ func policyReady(e *engine.Engine) error {
 		return errors.New(engine.ReasonNoPolicy)
 	}
 	if b := st.Plugins["bundle"]; b != nil && b.State != plugins.StateOK {
+		msg := fmt.Sprintf("bundle plugin is %s", b.State)
 		if b.Message != "" {
-			return fmt.Errorf("bundle plugin is %s: %s", b.State, b.Message)
+			msg += ": " + b.Message
 		}
-		return fmt.Errorf("bundle plugin is %s", b.State)
+		if err := e.Fresh(); err != nil {
+			msg += ": " + err.Error()
+		}
+		return errors.New(msg)
 	}
 	return nil
 }

@@ -80,9 +80,10 @@ func parseFilter(q url.Values) (eventFilter, error) {
 
 func (f *eventFilter) match(ev *engine.Event) bool {
 	switch {
-	case f.allow != nil && ev.Allow != *f.allow:
+	case f.allow != nil && (ev.Query || ev.Allow != *f.allow):
+		// An evaluation of OPA's REST API allowed and denied nothing.
 		return false
-	case f.attemptID != nil && ev.AttemptID != *f.attemptID:
+	case f.attemptID != nil && (ev.Query || ev.AttemptID != *f.attemptID):
 		return false
 	case f.host != "" && ev.Host != f.host:
 		return false

@@ -32,10 +32,10 @@ func TestHealth(t *testing.T) {
 	if got.Error != "the proxy listeners are not serving" {
 		t.Errorf("unhealthy reason %q", got.Error)
 	}
-	var st struct{ Result statusReport }
+	var st statusAnswer
 	f.unix.do(t, "GET", "/v1/status", "").want(t, http.StatusOK).decode(t, &st)
-	if st.Result.Healthy || st.Result.Health == "" {
-		t.Errorf("status while unhealthy: %+v", st.Result)
+	if st.Result.Regate.Healthy || st.Result.Regate.Health == "" {
+		t.Errorf("status while unhealthy: %+v", st.Result.Regate)
 	}
 }
 
@@ -43,9 +43,18 @@ func TestStatus(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	f.register(t, `{}`)
 	f.wantGet(t, "other.test", nil, http.StatusForbidden)
-	var st struct{ Result statusReport }
+	var st statusAnswer
 	f.unix.do(t, "GET", "/v1/status", "").want(t, http.StatusOK).decode(t, &st)
-	r := st.Result
+	if id := st.Result.Labels["id"]; len(id) != 36 || st.Result.Labels["app"] != "regate" || st.Result.Labels["version"] == "" {
+		t.Errorf("OPA's labels %v: want a UUID id, app and version", st.Result.Labels)
+	}
+	if _, ok := st.Result.Plugins["discovery"]; !ok {
+		t.Errorf("OPA's plugins %v lack discovery", st.Result.Plugins)
+	}
+	r := st.Result.Regate
+	if !r.Fresh || r.Policy.Plugins != nil {
+		t.Errorf("regate status: fresh %v, plugins %v (reported once, at the top)", r.Fresh, r.Policy.Plugins)
+	}
 	switch {
 	case !r.Healthy, !r.Policy.Loaded, r.Policy.Reloads != 1, r.Policy.LastReload.IsZero():
 		t.Errorf("policy status %+v", r)
@@ -54,6 +63,16 @@ func TestStatus(t *testing.T) {
 	case r.Listeners["http"] == "" || !strings.Contains(r.Listeners["admin"], "unix:"+f.socket) || !strings.Contains(r.Listeners["admin"], f.tcpAddr):
 		t.Errorf("listeners %v", r.Listeners)
 	}
+}
+
+// statusAnswer is GET /v1/status: OPA's status report, regate's own fields
+// under "regate".
+type statusAnswer struct {
+	Result struct {
+		Labels  map[string]string `json:"labels"`
+		Plugins map[string]any    `json:"plugins"`
+		Regate  regateStatus      `json:"regate"`
+	} `json:"result"`
 }
 
 func TestAdminNotReachableThroughTheProxy(t *testing.T) {

@@ -122,12 +122,10 @@ decision := {"allow": true, "reason": "org"} if input.host in data.regate.org.al
 	// Beside the bundle's root, writes are fine.
 	f.unix.do(t, "PUT", "/v1/data/regate/team", `{"x": 1}`).want(t, http.StatusNoContent)
 
-	var st struct {
-		Result statusReport
-	}
+	var st statusAnswer
 	f.unix.do(t, "GET", "/v1/status", "").want(t, http.StatusOK).decode(t, &st)
-	if st.Result.Policy.Bundles[filepath.Clean(bundle)] != "org-7" {
-		t.Errorf("status bundles = %v, want %s at org-7", st.Result.Policy.Bundles, bundle)
+	if b := st.Result.Regate.Policy.Bundles; b[filepath.Clean(bundle)] != "org-7" {
+		t.Errorf("status bundles = %v, want %s at org-7", b, bundle)
 	}
 }
 

@@ -3,6 +3,7 @@ package admin
 import (
 	"net/http"
 
+	"github.com/open-policy-agent/opa/v1/logging"
 	"github.com/open-policy-agent/opa/v1/server/types"
 )
 
@@ -16,9 +17,9 @@ func (s *Server) handler() http.Handler {
 	mux.Handle("GET /v1/status", small(s.status))
 	mux.Handle("GET /metrics", small(s.metricsHandler().ServeHTTP))
 
-	policies := limitBody(maxPolicyBody, http.HandlerFunc(s.serveOPA))
+	policies := s.opaRoute(maxPolicyBody)
 	mux.Handle("GET /v1/policies", policies)
-	data := small(s.serveOPA)
+	data := s.opaRoute(maxBody)
 	for _, m := range []string{"GET", "PUT", "DELETE"} {
 		mux.Handle(m+" /v1/policies/{path...}", policies)
 	}
@@ -54,15 +55,24 @@ func (s *Server) handler() http.Handler {
 	return s.instrument(s.recoverer(s.authenticate(mux)))
 }
 
-// serveOPA hands /v1/policies and /v1/data to OPA's own REST server: its
-// bundle-root ownership checks, compile errors, JSON Patch and error JSON.
-func (s *Server) serveOPA(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	opa := s.opa
-	s.mu.Unlock()
-	if opa == nil {
-		writeError(w, http.StatusServiceUnavailable, types.CodeInternal, "the admin API is starting")
-		return
-	}
-	opa.Handler.ServeHTTP(w, r)
+// opaRoute hands /v1/policies and /v1/data to OPA's own REST server: its
+// bundle-root ownership checks, compile errors, JSON Patch, error JSON and
+// decision logging. Bodies are limited as OPA limits them (400 above the
+// limit): by opa.server.decoding when configured, else by def.
+func (s *Server) opaRoute(def int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		opa, limits := s.opa, s.limits
+		s.mu.Unlock()
+		if opa == nil {
+			writeError(w, http.StatusServiceUnavailable, types.CodeInternal, "the admin API is starting")
+			return
+		}
+		// What OPA's runtime puts in the context of every request: the
+		// decision log's requested_by and req_id.
+		ctx := logging.NewContext(r.Context(), &logging.RequestContext{
+			ClientAddr: r.RemoteAddr, ReqID: s.reqID.Add(1), ReqPath: r.URL.EscapedPath(), ReqMethod: r.Method,
+		})
+		limits.handler(def, opa.Handler).ServeHTTP(w, r.WithContext(ctx))
+	})
 }

@@ -12,9 +12,12 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/open-policy-agent/opa/v1/plugins"
+	"github.com/open-policy-agent/opa/v1/plugins/status"
 	"github.com/open-policy-agent/opa/v1/server"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +32,9 @@ type Engine interface {
 	Manager() *plugins.Manager
 	Store() storage.Store
 	Status() engine.Status
+	OPAStatus() *status.UpdateRequestV1
+	Fresh() error
+	LogQuery(context.Context, *server.Info) error
 	Recent(filter func(*engine.Event) bool, limit int) []*engine.Event
 	Subscribe(buf int, filter func(*engine.Event) bool) (<-chan *engine.Event, func())
 }
@@ -79,6 +85,8 @@ type Server struct {
 	log     *slog.Logger
 	m       *metrics
 	opa     *server.Server
+	limits  *opaLimits // request body limits of OPA's routes
+	reqID   atomic.Uint64
 	srv     *http.Server
 	started time.Time
 	ctx     context.Context // canceled by Shutdown: ends decision streams
@@ -133,16 +141,27 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.cfg.Engine.Manager() == nil {
 		return errors.New("starting admin API: the engine is not started")
 	}
+	mgr := s.cfg.Engine.Manager()
+	limits, err := decodingLimits(mgr)
+	if err != nil {
+		return fmt.Errorf("starting OPA's REST API: %w", err)
+	}
+	// As `opa run --server` builds its server: every evaluation is
+	// decision-logged with an id, and nd_builtin_cache is honoured.
 	opa, err := server.New().
 		WithStore(s.cfg.Engine.Store()).
-		WithManager(s.cfg.Engine.Manager()).
+		WithManager(mgr).
 		WithCompilerErrorLimit(10).
+		WithDecisionIDFactory(uuid.NewString).
+		WithDecisionLoggerWithErr(s.cfg.Engine.LogQuery).
+		WithNDBCacheEnabled(mgr.GetConfig().NDBuiltinCacheEnabled()).
 		Init(ctx)
 	if err != nil {
 		return fmt.Errorf("starting OPA's REST API: %w", err)
 	}
 	s.mu.Lock()
 	s.opa = opa
+	s.limits = limits
 	s.started = time.Now()
 	s.mu.Unlock()
 	s.sweep.Add(1)

@@ -18,6 +18,7 @@ type Receiver struct {
 	*httptest.Server
 	down     atomic.Bool
 	refused  atomic.Int64 // requests answered 503 while down
+	requests atomic.Int64 // every request received
 	mu       sync.Mutex
 	events   []map[string]any
 	statuses []map[string]any
@@ -38,7 +39,11 @@ func (rc *Receiver) SetDown(down bool) { rc.down.Store(down) }
 // Refused counts the uploads refused while down.
 func (rc *Receiver) Refused() int64 { return rc.refused.Load() }
 
+// Requests counts every request received, accepted or not.
+func (rc *Receiver) Requests() int64 { return rc.requests.Load() }
+
 func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
+	rc.requests.Add(1)
 	if rc.down.Load() {
 		rc.refused.Add(1)
 		http.Error(w, "receiver down", http.StatusServiceUnavailable)
@@ -93,6 +98,13 @@ func (rc *Receiver) Event(id string) map[string]any {
 		}
 	}
 	return nil
+}
+
+// Statuses is every status report received, in order.
+func (rc *Receiver) Statuses() []map[string]any {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return slices.Clone(rc.statuses)
 }
 
 // ReportedRevision is the revision of bundle name in the latest status

@@ -6,10 +6,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/regate/regate/internal/fleettest"
 )
@@ -77,14 +81,21 @@ func TestFleet(t *testing.T) {
 	}
 }
 
+// TestCheckFleetConfig: check validates the `opa:` section, downloads and
+// activates the bundles, and reports nothing to the control plane: no
+// status, no decision log (check must not phone home).
 func TestCheckFleetConfig(t *testing.T) {
 	private, public := fleettest.KeyPair(t)
 	bundles := fleettest.NewBundleServer(t, false)
+	control := fleettest.NewReceiver(t)
 	bundles.Publish("org.tar.gz", signedBundle(t, "r1", "allowed.test", private, nil))
-	res := regate(t, nil, "check", "--config", fleetConfig(t, bundles.URL, bundles.URL, public))
+	res := regate(t, nil, "check", "--config", fleetConfig(t, bundles.URL, control.URL, public))
 	wantCode(t, res, 0)
 	if !strings.Contains(res.stdout, `bundle org: revision "r1"`) {
 		t.Errorf("stdout:\n%s", res.stdout)
+	}
+	if n := control.Requests(); n != 0 {
+		t.Errorf("check sent %d requests to the control plane (statuses %v), want none", n, control.Statuses())
 	}
 
 	broken := writeFile(t, t.TempDir(), "regate.yaml", `opa:
@@ -100,6 +111,71 @@ func TestCheckFleetConfig(t *testing.T) {
 		if !strings.Contains(res.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, res.stderr)
 		}
+	}
+}
+
+// TestCheckRefusesWhatOPAIgnores: keys OPA's schema accepts but regate
+// cannot honour are refused, each named; so is labels.id, which OPA
+// replaces by its instance id (TestFleetSideBySideWithOPA shows it).
+func TestCheckRefusesWhatOPAIgnores(t *testing.T) {
+	cfg := writeFile(t, t.TempDir(), "regate.yaml", `opa:
+  labels: {id: node-7, version: "9", team: payments}
+  distributed_tracing: {type: grpc, address: "127.0.0.1:4317"}
+  storage: {disk: {directory: /tmp/opa-disk}}
+  metrics_export: {}
+  default_decision: /regate/network/decision
+  server: {metrics: {}, decoding: {max_length: 1024}}
+`)
+	res := regate(t, nil, "check", "--config", cfg)
+	wantCode(t, res, 1)
+	for _, want := range []string{"opa.labels.id: cannot be configured", "opa.labels.version: cannot be configured",
+		"opa.distributed_tracing: not supported", "opa.storage: not supported", "opa.metrics_export: not supported",
+		"opa.default_decision: not supported", "opa.server.metrics: not supported"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, res.stderr)
+		}
+	}
+	if strings.Contains(res.stderr, "decoding") {
+		t.Errorf("server.decoding is honoured, not refused:\n%s", res.stderr)
+	}
+}
+
+// TestInstanceID: each process has its own labels.id, a UUID; with OPA's
+// persistence_directory it is kept there, the same across restarts.
+func TestInstanceID(t *testing.T) {
+	idOf := func(cfg string) string {
+		t.Helper()
+		log := filepath.Join(t.TempDir(), "decisions.jsonl")
+		args := []string{"decide", "--decision-log", log, "example.test:443"}
+		if cfg != "" {
+			args = append([]string{"decide", "--config", cfg}, args[1:]...)
+		}
+		wantCode(t, regate(t, nil, args...), 1)
+		b, err := os.ReadFile(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev map[string]any
+		if err := json.Unmarshal(b, &ev); err != nil {
+			t.Fatalf("decision log %s: %v", b, err)
+		}
+		id, _ := fleettest.Dig(ev, "labels", "id").(string)
+		if _, err := uuid.Parse(id); err != nil {
+			t.Fatalf("labels.id %q is not a UUID", id)
+		}
+		return id
+	}
+	if a, b := idOf(""), idOf(""); a == b {
+		t.Errorf("two processes share labels.id %s", a)
+	}
+	dir := filepath.Join(t.TempDir(), "opa")
+	cfg := writeFile(t, t.TempDir(), "regate.yaml", "opa:\n  persistence_directory: "+dir+"\n")
+	first := idOf(cfg)
+	if again := idOf(cfg); again != first {
+		t.Errorf("labels.id %s after a restart, want %s (kept in %s)", again, first, dir)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "regate-instance-id")); err != nil || strings.TrimSpace(string(b)) != first {
+		t.Errorf("persisted id %q (%v), want %s", b, err, first)
 	}
 }
 
