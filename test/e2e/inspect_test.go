@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"net/http/cgi"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -132,6 +134,52 @@ node ` + dir + `/get.js
 		"no variables: hello from TLS upstream: GET /novars",
 		"node https: hello from TLS upstream: GET /node-https",
 		"node fetch: hello from TLS upstream: GET /node-fetch",
+	} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)
+		}
+	}
+}
+
+// TestInspectPathRules: --allow-path github.test/acme/** lets git clone
+// the acme repository over HTTPS and refuses a push to another owner's,
+// git printing regate's reason.
+func TestInspectPathRules(t *testing.T) {
+	need(t, "git", "sh")
+	home := t.TempDir()
+	root := t.TempDir()
+	work := filepath.Join(root, "work")
+	git(t, home, root, "init", "-q", "-b", "main", work)
+	writeFile(t, work, "README", "acme's repository\n")
+	git(t, home, work, "add", "README")
+	git(t, home, work, "commit", "-q", "-m", "first")
+	for _, owner := range []string{"acme", "other"} {
+		bare := filepath.Join(root, owner, "repo.git")
+		git(t, home, root, "clone", "-q", "--bare", work, bare)
+		git(t, home, bare, "config", "http.receivepack", "true")
+	}
+	execPath, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, caFile := newTLSServer(t, &cgi.Handler{
+		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
+		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
+	}, "github.test")
+	port := srv.URL[strings.LastIndexByte(srv.URL, ':')+1:]
+	clone := filepath.Join(t.TempDir(), "clone")
+	base := "https://github.test:" + port
+	script := `
+git clone -q ` + base + `/acme/repo.git ` + clone + ` && echo "clone: $(cat ` + clone + `/README)"
+cd ` + clone + ` && git push -q ` + base + `/other/repo.git main:refs/heads/x 2>&1; echo "push: $?"
+`
+	res := regate(t, gitEnv(home), "run", "--allow-path", "github.test/acme/**", "--allow-cidr", "127.0.0.0/8",
+		"--resolve", "github.test:127.0.0.1", "--upstream-ca", caFile, "--", "sh", "-c", script)
+	wantCode(t, res, 0)
+	for _, want := range []string{
+		"clone: acme's repository",
+		"remote: regate: connection to github.test:" + port + " blocked: path /other/repo.git/info/refs is not allowed on github.test",
+		"push: 128",
 	} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)

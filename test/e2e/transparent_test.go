@@ -304,6 +304,19 @@ func lineEchoServer(t *testing.T) string {
 // from a CA of its own, whose PEM file it returns.
 func newTLSUpstream(t *testing.T, names ...string) (*upstream, string) {
 	t.Helper()
+	u := &upstream{}
+	srv, caFile := newTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		fmt.Fprintf(w, "hello from TLS upstream: %s %s\n", r.Method, r.URL.Path)
+	}), names...)
+	u.Server = srv
+	return u, caFile
+}
+
+// newTLSServer serves h over HTTPS (HTTP/2 enabled) on loopback with a
+// certificate for names from a CA of its own, whose PEM file it returns.
+func newTLSServer(t *testing.T, h http.Handler, names ...string) (*httptest.Server, string) {
+	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -327,74 +340,14 @@ func newTLSUpstream(t *testing.T, names ...string) (*upstream, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &upstream{}
-	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.hits.Add(1)
-		fmt.Fprintf(w, "hello from TLS upstream: %s %s\n", r.Method, r.URL.Path)
-	}))
-	u.Config.ErrorLog = log.New(io.Discard, "", 0) // the cut handshakes are the test
-	u.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: key}}}
-	u.StartTLS()
-	t.Cleanup(u.Close)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the cut handshakes are the tests'
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: key}}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
 	caFile := writeFile(t, t.TempDir(), "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})))
-	return u, caFile
-}
-
-// TestIsolateFakeIPPoolWraps: with a pool of 256 names, two names with
-// live flows (to the IPv4 addresses their names got) keep their addresses (and their flows keep working) through
-// 10,000 lookups of distinct names; no address is handed out that a live
-// flow uses, the pool never answers with more than its size of addresses,
-// and an idle name's address is reused.
-func TestIsolateFakeIPPoolWraps(t *testing.T) {
-	need(t, "python3")
-	needIsolation(t)
-	echo := lineEchoServer(t)
-	dir := t.TempDir()
-	cfg := writeFile(t, dir, "regate.yaml", "isolate:\n  dns_pool: 256\n")
-	writeFile(t, dir, "pool.py", `
-import socket, struct, sys
-port = int(sys.argv[1])
-ns = [l.split()[1] for l in open("/etc/resolv.conf") if l.startswith("nameserver")][0]
-def a(name):
-    return socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
-first, second, idle = a("allowed.test"), a("second.test"), a("idle.test")
-live = []
-for addr in (first, second):
-    c = socket.create_connection((addr, port), timeout=10)
-    c.sendall(b"one\n"); c.recv(10)
-    live.append(c)
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.settimeout(5)
-answers = set()
-for i in range(10000):
-    q = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0)
-    q += b"".join(bytes([len(l)]) + l.encode() for l in ("n%d" % i, "test")) + b"\x00" + struct.pack(">HH", 1, 1)
-    u.sendto(q, (ns, 53))
-    r = u.recv(512)
-    if struct.unpack(">H", r[6:8])[0] == 1:
-        answers.add(socket.inet_ntoa(r[-4:]))
-print("distinct answers within the pool:", 0 < len(answers) <= 256)
-print("live addresses handed out again:", len(answers & {first, second}))
-print("idle address reused:", idle in answers)
-print("same address after:", a("allowed.test") == first and a("second.test") == second)
-for c in live:
-    c.sendall(b"two\n")
-    print("live flow:", c.recv(10).decode().strip())
-`)
-	res := isolated(t, []string{"--config", cfg, "--allow", "second.test", "--resolve", "second.test:127.0.0.1"},
-		"python3", filepath.Join(dir, "pool.py"), echo)
-	wantCode(t, res, 0)
-	for _, want := range []string{
-		"distinct answers within the pool: True",
-		"live addresses handed out again: 0",
-		"idle address reused: True",
-		"same address after: True",
-		"live flow: two\nlive flow: two",
-	} {
-		if !strings.Contains(res.stdout, want) {
-			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)
-		}
-	}
+	return srv, caFile
 }
 
 // closedPort is a loopback port nothing listens on.
