@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/regate/regate/internal/catrust"
@@ -77,4 +79,31 @@ func trustInspection(insp *proxy.Inspection, env []string) (*catrust.Trust, stri
 		return nil, "", fmt.Errorf("inspection: %w", err)
 	}
 	return trust, dir, nil
+}
+
+// writeServeCA writes the certificate of the CA serve generated (its key
+// stays in memory) beside the default admin socket, and says where: the
+// clients of a fleet must trust it, and it changes at every start.
+func writeServeCA(insp *proxy.Inspection, log *slog.Logger) error {
+	dir := ""
+	if sock, ok := strings.CutPrefix(config.DefaultAdmin().Addr, "unix:"); ok {
+		dir = filepath.Dir(sock)
+	} else if cache, err := os.UserCacheDir(); err == nil {
+		dir = filepath.Join(cache, "regate")
+	} else {
+		return fmt.Errorf("inspection: where to write the CA certificate: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("inspection: %w", err)
+	}
+	path := filepath.Join(dir, "inspect-ca.pem")
+	if err := os.WriteFile(path+".tmp", insp.CA.CertPEM(), 0o644); err != nil {
+		return fmt.Errorf("inspection: writing the CA certificate: %w", err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		return fmt.Errorf("inspection: writing the CA certificate: %w", err)
+	}
+	log.Warn("HTTPS inspection CA generated for this start: clients must trust its certificate (give --inspect-ca and --inspect-key to keep one)",
+		"certificate", path, "not_after", insp.CA.Certificate().NotAfter.Format(time.RFC3339))
+	return nil
 }

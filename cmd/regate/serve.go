@@ -53,6 +53,12 @@ func (a *app) serve(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	if st.inspect != nil && cfg.Inspection.CACert == "" {
+		if err := writeServeCA(st.inspect, st.log); err != nil {
+			st.stop(ctx, st.log)
+			return err
+		}
+	}
 	errc := st.serve()
 	up.Store(true)
 	log := st.log

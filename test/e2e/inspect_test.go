@@ -1,13 +1,21 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
 	"net/http/cgi"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestInspectRun: with --inspect, the HTTPS requests to an inspected host
@@ -185,4 +193,68 @@ cd ` + clone + ` && git push -q ` + base + `/other/repo.git main:refs/heads/x 2>
 			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)
 		}
 	}
+}
+
+// TestInspectServe: serve generates a CA when given none and writes its
+// certificate beside its admin socket (a client trusting that file
+// reaches an inspected host, and --methods holds); given --inspect-ca and
+// --inspect-key, it issues from that CA, and a key file others can read
+// is refused.
+func TestInspectServe(t *testing.T) {
+	need(t, "curl")
+	up, caFile := newTLSUpstream(t, "allowed.test")
+	p := up.port()
+	flags := []string{"--inspect", "allowed.test", "--allow", "allowed.test", "--methods", "GET", "--allow-cidr", "127.0.0.0/8",
+		"--resolve", "allowed.test:127.0.0.1", "--upstream-ca", caFile}
+	xdg := t.TempDir()
+	d := startServeWith(t, func(c *exec.Cmd) { c.Env = append(c.Env, "XDG_RUNTIME_DIR="+xdg) }, flags...)
+	generated := filepath.Join(xdg, "regate", "inspect-ca.pem")
+	url := "https://allowed.test:" + p + "/x"
+	if got := curlStatus(t, "-x", "http://"+d.http, "--cacert", generated, url); got != "200" {
+		t.Errorf("GET trusting the generated CA: %s, want 200", got)
+	}
+	if got := curlStatus(t, "-x", "http://"+d.http, "--cacert", generated, "-X", "POST", url); got != "403" {
+		t.Errorf("POST: %s, want 403", got)
+	}
+	b, err := os.ReadFile(generated)
+	if err != nil || strings.Contains(string(b), "PRIVATE KEY") {
+		t.Errorf("the generated CA file: %v, holds a key: %v", err, strings.Contains(string(b), "PRIVATE KEY"))
+	}
+
+	dir := t.TempDir()
+	certPEM, keyPEM := makeCA(t)
+	cert := writeFile(t, dir, "ca.pem", certPEM)
+	key := writeFile(t, dir, "ca.key", keyPEM)
+	if err := os.Chmod(key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d2 := startServe(t, append(flags, "--inspect-ca", cert, "--inspect-key", key)...)
+	if got := curlStatus(t, "-x", "http://"+d2.http, "--cacert", cert, url); got != "200" {
+		t.Errorf("GET trusting the given CA: %s, want 200", got)
+	}
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := regate(t, nil, append([]string{"serve", "--http", "127.0.0.1:0", "--socks", "off", "--admin", "off", "--inspect-ca", cert, "--inspect-key", key}, flags...)...)
+	if res.code == 0 || !strings.Contains(res.stderr, "inspection CA key") || !strings.Contains(res.stderr, "group or others") {
+		t.Errorf("a key readable by others: exit %d\n%s", res.code, res.stderr)
+	}
+}
+
+// makeCA returns a new CA's certificate and EC key, PEM-encoded.
+func makeCA(t *testing.T) (string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "fleet inspection CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
 }
