@@ -74,6 +74,15 @@ func (a *app) check(cmd *cobra.Command) error {
 		fmt.Fprintln(a.stdout, "isolation: available (regate run --isolate)")
 	}
 	a.checkUpstream(ctx, cfg)
+	switch {
+	case insp == nil:
+		fmt.Fprintln(a.stdout, "HTTPS inspection: off")
+	case cfg.Inspection.CACert != "":
+		fmt.Fprintf(a.stdout, "HTTPS inspection: on, CA %s (%s, until %s)\n", cfg.Inspection.CACert,
+			insp.CA.Certificate().Subject.CommonName, insp.CA.Certificate().NotAfter.Format(time.RFC3339))
+	default:
+		fmt.Fprintln(a.stdout, "HTTPS inspection: on, CA generated at each start (run: per run; serve: inspect-ca.pem beside the admin socket)")
+	}
 	return nil
 }
 
