@@ -1,12 +1,13 @@
 // Command load measures regate's proxy against a direct baseline and, when
 // it is installed, Squid: keep-alive and new-connection GET requests/s,
 // CONNECT bulk throughput and the latency a new CONNECT adds. Everything
-// runs on 127.0.0.1 in one bounded run (≲60 s with the defaults): a local
-// upstream, regate in-process (proxy and real engine on the embedded
-// default policy, decision log on), optionally `regate serve` from a built
-// binary, and a Squid started with a generated configuration. Targets are
-// measured in interleaved rounds, and every figure is also given as a
-// ratio against the direct baseline of the same run.
+// runs on 127.0.0.1 in one bounded run (about a minute with the defaults,
+// building regate included; ≲90 s): a local upstream, regate in-process
+// (proxy and real engine on the embedded default policy, decision log
+// on), optionally `regate serve` from a built binary, and a Squid started
+// with a generated configuration. Targets are measured in interleaved
+// rounds, and every figure is also given as a ratio against the direct
+// baseline of the same run.
 //
 // The parent workload measures regate chained to Squid as its parent
 // proxy (--upstream-proxy): keep-alive GETs and the latency of a new
