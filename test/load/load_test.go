@@ -182,6 +182,75 @@ func TestTransparent(t *testing.T) {
 	}
 }
 
+// TestParent runs the parent workload with a freshly built regate chained
+// to Squid, with the name pinned in regate and not: every figure there,
+// non-zero and without errors, with its ratio against Squid; no timing is
+// asserted. Without Squid it fails under CI and skips elsewhere.
+func TestParent(t *testing.T) {
+	if _, err := findSquid("auto"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the parent workload needs squid: %v", err)
+		}
+		t.Skip(err)
+	}
+	bin := buildRegate(t)
+	for _, pin := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pin=%v", pin), func(t *testing.T) {
+			args := append([]string{"-binary", bin, "-parent-pin=" + fmt.Sprint(pin)}, tinyArgs...)
+			o, err := parseFlags(append(args, "-w", workloadParent), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := measure(context.Background(), o, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkParent(t, rep)
+			if l := rep.ParentLookup; pin != (l == nil) || l != nil && (l.N == 0 || l.P50 <= 0) {
+				t.Errorf("pin %v: local lookup %+v", pin, l)
+			}
+		})
+	}
+}
+
+// checkParent checks the parent workload's targets, rows and figures.
+func checkParent(t *testing.T, rep *report) {
+	t.Helper()
+	chained := []string{targetRegateBin + chainedSuffix, targetRegate + chainedSuffix}
+	targets := append([]string{targetSquid}, chained...)
+	if strings.Join(rep.Targets, ",") != strings.Join(targets, ",") {
+		t.Fatalf("targets %v, want %v (%s)", rep.Targets, targets, rep.ParentSkipped)
+	}
+	var ids []string
+	for _, w := range rep.Rows {
+		ids = append(ids, w.ID)
+		for _, name := range targets {
+			if w.Values[name] <= 0 || w.Errors[name] > 0 {
+				t.Errorf("%s, %s: value %v, %d errors, first: %s", w.ID, name, w.Values[name], w.Errors[name], w.FirstErrors[name])
+			}
+		}
+		for _, name := range chained {
+			if _, ok := w.VsSquid[name]; !ok {
+				t.Errorf("%s, %s: no ratio against squid", w.ID, name)
+			}
+			if _, ok := w.OverSquid[name]; w.Latency != ok {
+				t.Errorf("%s, %s: latency row %v, µs over squid given %v", w.ID, name, w.Latency, ok)
+			}
+		}
+	}
+	if want := "parent-keepalive,parent-connect-p50,parent-connect-p99"; strings.Join(ids, ",") != want {
+		t.Errorf("rows %v, want %s", ids, want)
+	}
+	for _, name := range chained {
+		if st := rep.DecisionLog[name]; st.Lines == 0 {
+			t.Errorf("%s logged no decision: %+v", name, st)
+		}
+	}
+	if rep.SquidAccessLogLines == 0 {
+		t.Error("squid logged no request")
+	}
+}
+
 func TestFlags(t *testing.T) {
 	tests := []struct {
 		name string

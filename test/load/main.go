@@ -1,12 +1,19 @@
 // Command load measures regate's proxy against a direct baseline and, when
 // it is installed, Squid: keep-alive and new-connection GET requests/s,
 // CONNECT bulk throughput and the latency a new CONNECT adds. Everything
-// runs on 127.0.0.1 in one bounded run (≲60 s with the defaults): a local
-// upstream, regate in-process (proxy and real engine on the embedded
-// default policy, decision log on), optionally `regate serve` from a built
-// binary, and a Squid started with a generated configuration. Targets are
-// measured in interleaved rounds, and every figure is also given as a
-// ratio against the direct baseline of the same run.
+// runs on 127.0.0.1 in one bounded run (about a minute with the defaults,
+// building regate included; ≲90 s): a local upstream, regate in-process
+// (proxy and real engine on the embedded default policy, decision log
+// on), optionally `regate serve` from a built binary, and a Squid started
+// with a generated configuration. Targets are measured in interleaved
+// rounds, and every figure is also given as a ratio against the direct
+// baseline of the same run.
+//
+// The parent workload measures regate chained to Squid as its parent
+// proxy (--upstream-proxy): keep-alive GETs and the latency of a new
+// CONNECT through `regate serve` (the first -binary, else built) and
+// regate in-process, both in front of the run's Squid, against the client
+// going to that Squid directly.
 //
 // The transparent workload measures `regate run --isolate` (Linux): this
 // tool, re-executed as a client inside the sandbox (-inner), moves bulk
@@ -15,8 +22,9 @@
 // outside any sandbox.
 //
 //	go run ./test/load [-d 500ms] [-rounds 5] [-c 16] [-bulk 256] [-n 500]
-//	                   [-isolate-bulk 128] [-w keepalive,…,transparent]
-//	                   [-binary [NAME=]bin/regate]... [-squid auto|off|PATH] [-json]
+//	                   [-isolate-bulk 128] [-w keepalive,…,parent,transparent]
+//	                   [-binary [NAME=]bin/regate]... [-squid auto|off|PATH]
+//	                   [-parent-pin=false] [-json]
 package main
 
 import (
@@ -66,20 +74,25 @@ type options struct {
 	cpuProfile string
 	keep       bool // keep the temporary directory
 	relay      bool // measure the reference CONNECT relay
+	parentPin  bool // pin the upstream name in regate chained to Squid
 	workloads  map[string]bool
 }
 
-// workloadTransparent measures the sandbox of `regate run --isolate`.
-const workloadTransparent = "transparent"
+// workloadTransparent measures the sandbox of `regate run --isolate`;
+// workloadParent, regate chained to Squid as its parent proxy.
+const (
+	workloadTransparent = "transparent"
+	workloadParent      = "parent"
+)
 
 // workloadNames are the -w values, in run order.
-var workloadNames = []string{"keepalive", "newconn", "connect-up", "connect-down", "latency", workloadTransparent}
+var workloadNames = []string{"keepalive", "newconn", "connect-up", "connect-down", "latency", workloadParent, workloadTransparent}
 
-// proxyWorkloads reports whether a workload of the proxies (all but
-// transparent) is to run.
+// proxyWorkloads reports whether a workload of the proxies side by side
+// (all but parent and transparent, which start their own) is to run.
 func (o options) proxyWorkloads() bool {
 	for w := range o.workloads {
-		if w != workloadTransparent {
+		if w != workloadTransparent && w != workloadParent {
 			return true
 		}
 	}
@@ -99,10 +112,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.samples, "n", 500, "new CONNECT setups measured per target")
 	fs.IntVar(&o.bodySize, "body", 128, "GET response body bytes")
 	fs.StringVar(&o.squid, "squid", "auto", "squid binary: auto (PATH, /usr/sbin), off, or a path")
-	fs.Var(&o.binaries, "binary", "also measure `regate serve` from a built binary, [NAME=]PATH (repeatable, to compare builds); the first also runs the transparent workload's sandbox")
+	fs.Var(&o.binaries, "binary", "also measure `regate serve` from a built binary, [NAME=]PATH (repeatable, to compare builds); the first also runs the transparent workload's sandbox and is the parent workload's regate")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON line on stdout (the table goes to stderr)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (in-process regate, clients, upstream)")
 	fs.BoolVar(&o.relay, "relay", true, "also measure a minimal splice relay on the CONNECT rows (the cost of the extra hop)")
+	fs.BoolVar(&o.parentPin, "parent-pin", true, "parent workload: pin the upstream name in regate chained to Squid, as Squid pins it; false: regate looks it up locally on every request first (it fails; Squid resolves it)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, squid.conf)")
 	only := fs.String("w", strings.Join(workloadNames, ","), "workloads to run, comma-separated")
 	if err := fs.Parse(args); err != nil {

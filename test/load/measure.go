@@ -15,7 +15,9 @@ import (
 // order, and how to stop what was started.
 type env struct {
 	u       *upstream
+	squid   *squid // nil when not installed, off or not needed
 	targets []target
+	parent  []target // Squid and regate chained to it (parent workload only)
 	sandbox []target // the sandbox's paths (transparent workload only)
 	stops   []func(*report)
 }
@@ -37,6 +39,9 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	if err == nil && o.relay && o.proxyWorkloads() {
 		err = e.addRelay()
 	}
+	if err == nil && o.workloads[workloadParent] {
+		err = e.addParent(ctx, o, dir, rep, progress)
+	}
 	if err == nil && o.workloads[workloadTransparent] {
 		err = e.addSandbox(o, dir, rep, progress)
 	}
@@ -48,8 +53,8 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range slices.Concat(e.targets, e.sandbox) {
-		if !slices.Contains(rep.Targets, t.name) { // direct is in both
+	for _, t := range slices.Concat(e.targets, e.parent, e.sandbox) {
+		if !slices.Contains(rep.Targets, t.name) { // direct and squid may be in several
 			rep.Targets = append(rep.Targets, t.name)
 		}
 	}
@@ -61,8 +66,8 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 }
 
 // setUp starts the upstream and, for the proxy workloads, regate
-// in-process, the regate binaries and Squid; e.stops undoes whatever was
-// started, even on error.
+// in-process and the regate binaries, and Squid for them or the parent
+// workload; e.stops undoes whatever was started, even on error.
 func setUp(ctx context.Context, o options, dir string, rep *report, progress io.Writer) (*env, error) {
 	e := &env{}
 	u, err := startUpstream(o.bodySize)
@@ -72,13 +77,22 @@ func setUp(ctx context.Context, o options, dir string, rep *report, progress io.
 	e.u = u
 	e.stops = append(e.stops, func(*report) { u.close() })
 	e.targets = append(e.targets, target{name: targetDirect})
-	if !o.proxyWorkloads() {
-		return e, nil
+	if o.proxyWorkloads() {
+		if err := e.addRegates(ctx, o, dir, progress); err != nil {
+			return e, err
+		}
 	}
+	if o.proxyWorkloads() || o.workloads[workloadParent] {
+		return e, e.addSquid(o, dir, rep, progress)
+	}
+	return e, nil
+}
 
+// addRegates adds regate in-process and the regate binaries as targets.
+func (e *env) addRegates(ctx context.Context, o options, dir string, progress io.Writer) error {
 	r, err := startInProcess(ctx, dir)
 	if err != nil {
-		return e, err
+		return err
 	}
 	e.targets = append(e.targets, target{name: targetRegate, proxyAddr: r.addr})
 	e.stops = append(e.stops, func(rep *report) {
@@ -88,16 +102,20 @@ func setUp(ctx context.Context, o options, dir string, rep *report, progress io.
 			fmt.Fprintln(progress, "stopping in-process regate:", err)
 		}
 	})
-
 	for _, bin := range o.binaries {
-		b, err := startBinary(bin, dir)
+		b, err := startBinary(bin.path, bin.name, dir, pinnedPolicy)
 		if err != nil {
-			return e, err
+			return err
 		}
 		e.targets = append(e.targets, target{name: bin.name, proxyAddr: b.addr})
 		e.stops = append(e.stops, func(rep *report) { rep.DecisionLog[bin.name] = b.stop() })
 	}
+	return nil
+}
 
+// addSquid starts Squid and, for the proxy workloads, adds it as a target;
+// where it is missing or off, rep says why.
+func (e *env) addSquid(o options, dir string, rep *report, progress io.Writer) error {
 	path, err := findSquid(o.squid)
 	if err != nil {
 		rep.SquidSkipped = err.Error()
@@ -105,16 +123,19 @@ func setUp(ctx context.Context, o options, dir string, rep *report, progress io.
 			rep.SquidSkipped = "squid not installed — skipped"
 		}
 		fmt.Fprintln(progress, rep.SquidSkipped)
-		return e, nil
+		return nil
 	}
-	s, err := startSquid(path, dir, []int{u.httpPort, u.echoPort, u.sinkPort, u.sourcePort})
+	s, err := startSquid(path, dir, []int{e.u.httpPort, e.u.echoPort, e.u.sinkPort, e.u.sourcePort})
 	if err != nil {
-		return e, err
+		return err
 	}
 	rep.Squid = s.version
-	e.targets = append(e.targets, target{name: targetSquid, proxyAddr: s.addr})
+	e.squid = s
+	if o.proxyWorkloads() {
+		e.targets = append(e.targets, target{name: targetSquid, proxyAddr: s.addr})
+	}
 	e.stops = append(e.stops, func(rep *report) { rep.SquidAccessLogLines = s.stop() })
-	return e, nil
+	return nil
 }
 
 // addRelay adds the reference CONNECT relay as the last target.
@@ -187,6 +208,11 @@ func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress 
 			return err
 		}
 		rep.addLatency("connect", "new CONNECT to first echo", lat, o.samples, goal{})
+	}
+	if len(e.parent) > 0 {
+		if err := runParent(ctx, o, e, rep, progress); err != nil {
+			return err
+		}
 	}
 	if len(e.sandbox) > 0 {
 		return runSandbox(ctx, o, e, rep, progress)

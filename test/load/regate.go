@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/regate/regate/engine"
+	"github.com/regate/regate/internal/parent"
 	"github.com/regate/regate/policies"
 	"github.com/regate/regate/proxy"
 )
@@ -32,7 +33,8 @@ type logStats struct {
 
 // inProcess is regate's proxy and engine in this process, as `regate serve`
 // wires them: the embedded default policy allowing upstreamName, the name
-// pinned to 127.0.0.1, 127.0.0.0/8 exempt from the SSRF guard, metrics
+// pinned to 127.0.0.1 (or, chained to a parent, optionally not pinned:
+// the parent resolves it), 127.0.0.0/8 exempt from the SSRF guard, metrics
 // registered, and every decision logged as a JSON line to a file (the
 // in-memory ring of the admin API is always on too).
 type inProcess struct {
@@ -45,7 +47,14 @@ type inProcess struct {
 }
 
 func startInProcess(ctx context.Context, dir string) (*inProcess, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "regate-decisions.jsonl"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	return startInProcessChained(ctx, dir, "regate", nil, true)
+}
+
+// startInProcessChained starts regate in-process with its decision log in
+// dir/stem-decisions.jsonl; a non-nil chain is its parent proxy; pin pins
+// upstreamName.
+func startInProcessChained(ctx context.Context, dir, stem string, chain *parent.Chain, pin bool) (*inProcess, error) {
+	f, err := os.OpenFile(filepath.Join(dir, stem+"-decisions.jsonl"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening decision log: %w", err)
 	}
@@ -63,13 +72,18 @@ func startInProcess(ctx context.Context, dir string) (*inProcess, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("starting engine: %w", err)
 	}
-	r.p, err = proxy.New(proxy.Config{
+	cfg := proxy.Config{
 		AllowAnonymous: true,
 		AllowCIDRs:     []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		Hosts:          map[string][]netip.Addr{upstreamName: {netip.MustParseAddr("127.0.0.1")}},
+		Parents:        chain,
 		DecisionLogger: r.e,
 		Registerer:     r.reg,
-	}, r.e)
+	}
+	if !pin {
+		cfg.Hosts = nil
+	}
+	r.p, err = proxy.New(cfg, r.e)
 	var ln net.Listener
 	if err == nil {
 		ln, err = net.Listen("tcp", "127.0.0.1:0")
@@ -130,8 +144,13 @@ func countLines(path string) int {
 	return bytes.Count(b, []byte("\n"))
 }
 
-// regateServe is `regate serve` started from a built binary, with the same
-// policy, pins and a decision-log file.
+// pinnedPolicy are the policy flags of `regate serve` as the in-process
+// regate has them: upstreamName allowed and pinned to 127.0.0.1, loopback
+// exempt from the SSRF guard.
+var pinnedPolicy = []string{"--allow", upstreamName, "--resolve", upstreamName + ":127.0.0.1", "--allow-cidr", "127.0.0.0/8"}
+
+// regateServe is `regate serve` started from a built binary, with its
+// policy flags and a decision-log file.
 type regateServe struct {
 	cmd     *exec.Cmd
 	addr    string
@@ -139,29 +158,30 @@ type regateServe struct {
 	waited  chan struct{}
 }
 
-func startBinary(bin binarySpec, dir string) (*regateServe, error) {
+// startBinary starts `path serve` with the policy flags, its decision log
+// in dir/stem-decisions.jsonl and its output in dir/stem.stderr.
+func startBinary(path, stem, dir string, policy []string) (*regateServe, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	b := &regateServe{addr: "127.0.0.1:" + strconv.Itoa(port), logPath: filepath.Join(dir, bin.name+"-decisions.jsonl"), waited: make(chan struct{})}
-	stderr, err := os.Create(filepath.Join(dir, bin.name+".stderr"))
+	b := &regateServe{addr: "127.0.0.1:" + strconv.Itoa(port), logPath: filepath.Join(dir, stem+"-decisions.jsonl"), waited: make(chan struct{})}
+	stderr, err := os.Create(filepath.Join(dir, stem+".stderr"))
 	if err != nil {
 		return nil, err
 	}
 	defer stderr.Close()
-	b.cmd = exec.Command(bin.path, "serve", "--http", b.addr, "--socks", "off", "--admin", "off",
-		"--allow", upstreamName, "--resolve", upstreamName+":127.0.0.1", "--allow-cidr", "127.0.0.0/8",
-		"--decision-log", b.logPath, "--watch=false", "--log-level", "warn")
+	args := append([]string{"serve", "--http", b.addr, "--socks", "off", "--admin", "off"}, policy...)
+	b.cmd = exec.Command(path, append(args, "--decision-log", b.logPath, "--watch=false", "--log-level", "warn")...)
 	b.cmd.Stdout, b.cmd.Stderr = stderr, stderr
 	b.cmd.Env = cleanEnv()
 	if err := b.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin.path, err)
+		return nil, fmt.Errorf("starting %s: %w", path, err)
 	}
 	go func() { _ = b.cmd.Wait(); close(b.waited) }()
 	if err := waitAccepting(b.addr, b.waited, 20*time.Second); err != nil {
 		b.kill()
-		return nil, fmt.Errorf("%s serve: %w (see %s)", bin.path, err, stderr.Name())
+		return nil, fmt.Errorf("%s serve: %w; %s", path, err, tail(stderr.Name(), 5))
 	}
 	return b, nil
 }

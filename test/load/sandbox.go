@@ -33,7 +33,7 @@ func (e *env) addSandbox(o options, dir string, rep *report, progress io.Writer)
 	if err := isolate.Available(); err != nil {
 		return skip(err.Error())
 	}
-	bin, err := isolateBinary(o, dir)
+	bin, err := regateBinary(o, dir)
 	if err != nil {
 		return err
 	}
@@ -79,16 +79,20 @@ func (e *env) addSandbox(o options, dir string, rep *report, progress io.Writer)
 	return nil
 }
 
-// isolateBinary is the regate binary the sandbox runs: the first -binary,
-// else one built from this module.
-func isolateBinary(o options, dir string) (string, error) {
+// regateBinary is the regate binary the sandbox and the parent workload
+// run: the first -binary, else one built from this module into dir (once
+// per run).
+func regateBinary(o options, dir string) (string, error) {
 	if len(o.binaries) > 0 {
 		return o.binaries[0].path, nil
 	}
 	bin := filepath.Join(dir, "regate")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/regate/regate/cmd/regate").CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("building regate for the sandbox (or pass -binary): %w\n%s", err, out)
+		return "", fmt.Errorf("building regate (or pass -binary): %w\n%s", err, out)
 	}
 	return bin, nil
 }

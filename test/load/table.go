@@ -31,32 +31,38 @@ func compared(targets []string) []string {
 	return out
 }
 
-// writeTable prints the rows in two tables, the proxies' workloads and
-// the sandbox's (transparent), then the notes.
+// writeTable prints the rows in up to three tables, the proxies'
+// workloads, regate chained to Squid (parent) and the sandbox's
+// (transparent), then the notes.
 func (r *report) writeTable(out io.Writer) {
-	var proxies, sandbox []row
+	var proxies, chained, sandbox []row
 	for _, w := range r.Rows {
-		if strings.HasPrefix(w.ID, workloadTransparent) {
+		switch {
+		case strings.HasPrefix(w.ID, workloadTransparent):
 			sandbox = append(sandbox, w)
-		} else {
+		case strings.HasPrefix(w.ID, workloadParent):
+			chained = append(chained, w)
+		default:
 			proxies = append(proxies, w)
 		}
 	}
-	for i, rows := range [][]row{proxies, sandbox} {
+	first := true
+	for _, rows := range [][]row{proxies, chained, sandbox} {
 		if len(rows) == 0 {
 			continue
 		}
-		if i > 0 && len(proxies) > 0 {
+		if !first {
 			fmt.Fprintln(out)
 		}
+		first = false
 		r.writeRows(out, rows)
 	}
 	r.writeNotes(out)
 }
 
 // writeRows prints a table: one column per target measured in rows, then
-// the ratios of every regate target against direct and Squid, then the
-// goal.
+// the ratios of every regate target against direct and Squid (when
+// measured), then the goal.
 func (r *report) writeRows(out io.Writer, rows []row) {
 	var targets []string
 	for _, name := range r.Targets {
@@ -64,12 +70,14 @@ func (r *report) writeRows(out io.Writer, rows []row) {
 			targets = append(targets, name)
 		}
 	}
-	withSquid := slices.Contains(targets, targetSquid)
+	withDirect, withSquid := slices.Contains(targets, targetDirect), slices.Contains(targets, targetSquid)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 	compared := compared(targets)
 	head := append([]string{"workload", "unit"}, targets...)
 	for _, name := range compared {
-		head = append(head, name+"/direct")
+		if withDirect {
+			head = append(head, name+"/direct")
+		}
 		if withSquid {
 			head = append(head, name+"/squid")
 		}
@@ -81,9 +89,11 @@ func (r *report) writeRows(out io.Writer, rows []row) {
 			cells = append(cells, valueCell(w, name))
 		}
 		for _, name := range compared {
-			cells = append(cells, ratioCell(w.VsDirect, name, w.Latency))
+			if withDirect {
+				cells = append(cells, ratioCell(w.VsDirect, name, w.Latency))
+			}
 			if withSquid {
-				cells = append(cells, ratioCell(w.VsSquid, name, false))
+				cells = append(cells, squidCell(w, name))
 			}
 		}
 		cells = append(cells, goalCell(w, compared))
@@ -116,6 +126,16 @@ func ratioCell(m map[string]float64, name string, added bool) string {
 	return fmt.Sprintf("%.2f×", v)
 }
 
+// squidCell is the ratio against Squid and, where Squid is a latency
+// row's baseline, the microseconds added to it.
+func squidCell(w row, name string) string {
+	s := ratioCell(w.VsSquid, name, false)
+	if _, ok := w.OverSquid[name]; ok {
+		s += " " + ratioCell(w.OverSquid, name, true)
+	}
+	return s
+}
+
 // goalCell says, for each compared target the goal applies to, whether
 // it is met (n/a when none can be judged).
 func goalCell(w row, compared []string) string {
@@ -145,11 +165,24 @@ func goalCell(w row, compared []string) string {
 
 func (r *report) writeNotes(out io.Writer) {
 	fmt.Fprintf(out, "\n%s, %d CPUs (GOMAXPROCS %d); options %v\n", r.Go, r.CPUs, r.GOMAXPROCS, r.Options)
-	fmt.Fprintln(out, "ratios: median over the interleaved rounds of the per-round ratio; latency: X/direct is the time a new CONNECT adds, X/squid the ratio of latencies")
+	fmt.Fprintln(out, "ratios: median over the interleaved rounds of the per-round ratio; latency: X/direct is the time a new CONNECT adds, X/squid the ratio of latencies (via Squid: and the time added)")
 	if r.Squid != "" {
 		fmt.Fprintf(out, "squid %s, access_log on: %d lines\n", r.Squid, r.SquidAccessLogLines)
 	} else if r.SquidSkipped != "" {
 		fmt.Fprintln(out, r.SquidSkipped)
+	}
+	if r.ParentSkipped != "" {
+		fmt.Fprintln(out, r.ParentSkipped)
+	}
+	if r.ParentBinary != "" {
+		pin := "pinned in regate too (-parent-pin): no local lookup"
+		if !r.ParentPinned {
+			pin = "not pinned in regate (-parent-pin=false): looked up locally first"
+		}
+		fmt.Fprintf(out, "via Squid rows: the client to Squid directly, and to regate with --upstream-proxy to the same Squid (X%s: `%s serve`; regate%s: in-process), asked for the name, which Squid resolves; %s\n", chainedSuffix, r.ParentBinary, chainedSuffix, pin)
+	}
+	if l := r.ParentLookup; l != nil {
+		fmt.Fprintf(out, "a local lookup of %s, as regate makes before asking the parent for a name: p50 %.0fµs, p99 %.0fµs (n=%d; %s)\n", l.Name, l.P50, l.P99, l.N, l.Result)
 	}
 	if r.IsolateSkipped != "" {
 		fmt.Fprintln(out, r.IsolateSkipped)
