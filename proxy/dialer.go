@@ -44,6 +44,8 @@ type guard struct {
 	dialTimeout time.Duration
 	dialer      DialFunc // used only with checked addresses
 
+	lookups lookupCache // planForParent's
+
 	mu  sync.RWMutex
 	own []netip.AddrPort // the proxy's listening addresses
 }
@@ -178,6 +180,44 @@ func (g *guard) plan(ctx context.Context, d Dest) ([]netip.AddrPort, error) {
 // may hang, and must not eat the dial's time.
 const parentLookupTimeout = 2 * time.Second
 
+// Local lookups of names the parent resolves are remembered, failures
+// too (where only the parent resolves public names, every lookup fails,
+// and would cost a DNS round trip, or the timeout, per request).
+const (
+	parentLookupTTL = 30 * time.Second
+	parentLookupMax = 4096
+)
+
+// lookupCache remembers local lookups for planForParent.
+type lookupCache struct {
+	mu sync.Mutex
+	m  map[string]lookupEntry
+}
+
+type lookupEntry struct {
+	addrs []netip.Addr // nil: the lookup failed
+	until time.Time
+}
+
+func (c *lookupCache) get(host string, now time.Time) (lookupEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[host]
+	if !ok || now.After(e.until) {
+		return lookupEntry{}, false
+	}
+	return e, true
+}
+
+func (c *lookupCache) put(host string, addrs []netip.Addr, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= parentLookupMax {
+		c.m = map[string]lookupEntry{} // bounded: start over rather than grow
+	}
+	c.m[host] = lookupEntry{addrs: addrs, until: now.Add(parentLookupTTL)}
+}
+
 // planForParent checks what it can of a destination the parent proxy will
 // resolve: an address the client named, and pinned addresses, as plan
 // does; a name's local resolution, when it succeeds, must pass for every
@@ -188,12 +228,19 @@ func (g *guard) planForParent(ctx context.Context, d Dest) error {
 		_, err := g.plan(ctx, d)
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, parentLookupTimeout)
-	defer cancel()
-	addrs, err := g.resolve(ctx, d.Host)
-	if err != nil {
-		return nil
+	now := time.Now()
+	e, ok := g.lookups.get(d.Host, now)
+	if !ok {
+		ctx, cancel := context.WithTimeout(ctx, parentLookupTimeout)
+		addrs, err := g.resolve(ctx, d.Host)
+		cancel()
+		if err != nil {
+			addrs = nil
+		}
+		e = lookupEntry{addrs: addrs}
+		g.lookups.put(d.Host, addrs, now)
 	}
+	addrs := e.addrs
 	for _, a := range addrs {
 		if _, err := g.check([]netip.Addr{a}, d.Port); err != nil {
 			return err
