@@ -17,9 +17,16 @@ type Kind int
 
 // Listener kinds.
 const (
-	HTTP   Kind = iota + 1 // HTTP_PROXY, HTTPS_PROXY and the tools' own
-	SOCKS5                 // ALL_PROXY (socks5h://)
+	HTTP   Kind = iota + 1 // HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and the tools' own
+	SOCKS5                 // REGATE_SOCKS_PROXY (socks5h://)
 )
+
+// SOCKSVar names the SOCKS5 listener's URL. ALL_PROXY is not it: httpx
+// (and the many SDKs built on it) refuses a socks5h:// ALL_PROXY, and any
+// socks5:// one without the optional socksio package, when a client is
+// created, so every request of such a program would fail; ALL_PROXY names
+// the HTTP proxy instead, which every client that reads it speaks.
+const SOCKSVar = "REGATE_SOCKS_PROXY"
 
 // Listener is a proxy listener the child's variables point at.
 type Listener struct {
@@ -39,8 +46,7 @@ func Env(ls []Listener, attemptID, token, self string) []string {
 		case HTTP:
 			env = append(env, httpVars((&url.URL{Scheme: "http", User: user, Host: l.Addr}).String(), l.Addr)...)
 		case SOCKS5:
-			socksURL := (&url.URL{Scheme: "socks5h", User: user, Host: l.Addr}).String()
-			env = append(env, "ALL_PROXY="+socksURL, "all_proxy="+socksURL)
+			env = append(env, SOCKSVar+"="+(&url.URL{Scheme: "socks5h", User: user, Host: l.Addr}).String())
 		}
 	}
 	if self != "" {
@@ -57,6 +63,8 @@ func httpVars(httpURL, httpAddr string) []string {
 		"HTTPS_PROXY=" + httpURL,
 		"http_proxy=" + httpURL,
 		"https_proxy=" + httpURL,
+		"ALL_PROXY=" + httpURL,
+		"all_proxy=" + httpURL,
 		// Empty, not unset: loopback and private names go through the
 		// policy too.
 		"NO_PROXY=",

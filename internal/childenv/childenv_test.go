@@ -20,8 +20,9 @@ func TestEnv(t *testing.T) {
 	want := map[string]string{
 		"HTTP_PROXY":         "http://att:tok@127.0.0.1:4000",
 		"https_proxy":        "http://att:tok@127.0.0.1:4000",
-		"ALL_PROXY":          "socks5h://att:tok@127.0.0.1:4001",
-		"all_proxy":          "socks5h://att:tok@127.0.0.1:4001",
+		"ALL_PROXY":          "http://att:tok@127.0.0.1:4000",
+		"all_proxy":          "http://att:tok@127.0.0.1:4000",
+		"REGATE_SOCKS_PROXY": "socks5h://att:tok@127.0.0.1:4001",
 		"NO_PROXY":           "",
 		"no_proxy":           "",
 		"PIP_PROXY":          "http://att:tok@127.0.0.1:4000",
@@ -46,7 +47,7 @@ func TestEnv(t *testing.T) {
 func TestEnvWithoutSOCKSOrSelf(t *testing.T) {
 	env := Env([]Listener{{HTTP, "127.0.0.1:4000"}}, "att", "tok", "")
 	for _, kv := range env {
-		if strings.HasPrefix(kv, "ALL_PROXY=") || strings.HasPrefix(kv, "GIT_SSH_COMMAND=") {
+		if strings.HasPrefix(kv, "REGATE_SOCKS_PROXY=") || strings.HasPrefix(kv, "GIT_SSH_COMMAND=") {
 			t.Errorf("unexpected %s", kv)
 		}
 	}
