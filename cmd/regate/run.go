@@ -64,6 +64,11 @@ func (a *app) runSandboxed(cmd *cobra.Command, argv []string) error {
 		sb.stop(cmd.Context())
 		return withCode(exitRunFailed, errors.New("interrupted before the command started"))
 	}
+	if sb.isolated == nil {
+		if w := nodeWarning(cmd.Context(), path, env); w != "" {
+			fmt.Fprintln(a.stderr, w)
+		}
+	}
 	var code int
 	if sb.isolated != nil {
 		code, err = runIsolated(sb.isolated, path, argv, env, a.stdin)
