@@ -49,6 +49,7 @@ func validate(w *wire, fromFile func(string) any, flags map[string]any) (*Config
 			MaxTunnels:     p.count("proxy.max_tunnels", w.Proxy.MaxTunnels),
 
 			MaxTunnelsPerClient: p.count("proxy.max_tunnels_per_client", w.Proxy.MaxTunnelsPerClient),
+			MaxAttemptListeners: p.count("proxy.max_attempt_listeners", w.Proxy.MaxAttemptListeners),
 		},
 	}
 	cfg.HTTP = p.listener("http", w.HTTP, w.ListenAny)

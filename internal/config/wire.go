@@ -69,6 +69,7 @@ type wireProxy struct {
 	MaxTunnels     int           `mapstructure:"max_tunnels"`
 
 	MaxTunnelsPerClient int `mapstructure:"max_tunnels_per_client"`
+	MaxAttemptListeners int `mapstructure:"max_attempt_listeners"`
 }
 
 // keyInfo describes one configuration key.
