@@ -12,8 +12,9 @@ import (
 	"time"
 )
 
-// nodeProbeTimeout bounds `node --version`.
-const nodeProbeTimeout = 5 * time.Second
+// probeTimeout bounds what run asks before starting CMD (`node
+// --version`, `git config`).
+const probeTimeout = 5 * time.Second
 
 // nodeWarning is the warning `run` prints before a Node.js command that
 // would bypass the proxy (README, Environment of the child): fetch() and
@@ -27,7 +28,7 @@ func nodeWarning(ctx context.Context, path string, env []string) string {
 	if node == "" {
 		return ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, nodeProbeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "--version")
 	cmd.Env = env

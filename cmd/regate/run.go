@@ -60,6 +60,12 @@ func (a *app) runSandboxed(cmd *cobra.Command, argv []string) error {
 		return withCode(exitRunFailed, err)
 	}
 	env := childenv.Merge(os.Environ(), childenv.Env(sb.ls.childProxies(), sb.id, sb.token, a.self))
+	if ssh, warning := a.gitSSHEnv(cmd.Context(), os.Environ()); ssh != "" {
+		env = childenv.Merge(env, []string{ssh})
+		if warning != "" {
+			fmt.Fprintln(a.stderr, warning)
+		}
+	}
 	if err := cmd.Context().Err(); err != nil {
 		sb.stop(cmd.Context())
 		return withCode(exitRunFailed, errors.New("interrupted before the command started"))

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -50,11 +52,37 @@ func Env(ls []Listener, attemptID, token, self string) []string {
 		}
 	}
 	if self != "" {
-		proxyCommand := ShellQuote(self) + " connect %h %p"
-		env = append(env, "GIT_SSH_COMMAND=ssh -o "+ShellQuote("ProxyCommand="+proxyCommand))
+		env = append(env, "GIT_SSH_COMMAND="+GitSSHCommand("", self))
 	}
 	return env
 }
+
+// GitSSHCommand is the ssh command git runs under regate: the user's own
+// (user, a shell command line as GIT_SSH_COMMAND or core.sshCommand hold
+// it; "" is plain ssh) with regate's ProxyCommand option added at the end,
+// so the user's key, known-hosts and other options stay. git adds its own
+// arguments after it. ssh takes the first value of an option: a
+// ProxyCommand or ProxyJump of the user's own command wins over regate's
+// (HasOwnProxy), ones in ssh_config do not.
+func GitSSHCommand(user, self string) string {
+	if strings.TrimSpace(user) == "" {
+		user = "ssh"
+	}
+	return user + " -o " + ShellQuote("ProxyCommand="+ShellQuote(self)+" connect %h %p")
+}
+
+// HasOwnProxy reports whether an ssh command line sets its own
+// ProxyCommand or ProxyJump (-J), which ssh would prefer to regate's.
+func HasOwnProxy(sshCommand string) bool {
+	lower := strings.ToLower(sshCommand)
+	if strings.Contains(lower, "proxycommand") || strings.Contains(lower, "proxyjump") {
+		return true
+	}
+	return slices.ContainsFunc(strings.Fields(sshCommand), jumpFlag.MatchString)
+}
+
+// jumpFlag is ssh's -J, alone or after other single-letter flags (-vJ).
+var jumpFlag = regexp.MustCompile(`^-[A-Za-z0-9]*J`)
 
 // httpVars point the variables most tools read at the HTTP proxy.
 func httpVars(httpURL, httpAddr string) []string {

@@ -107,3 +107,33 @@ func TestShellQuote(t *testing.T) {
 		}
 	}
 }
+
+func TestGitSSHCommandKeepsTheUsers(t *testing.T) {
+	pc := ` -o 'ProxyCommand=/usr/bin/regate connect %h %p'`
+	for _, tc := range []struct{ user, want string }{
+		{"", "ssh" + pc},
+		{"  ", "ssh" + pc},
+		{"ssh -i ~/.ssh/deploy -o UserKnownHostsFile=/etc/kh", "ssh -i ~/.ssh/deploy -o UserKnownHostsFile=/etc/kh" + pc},
+		{"'/opt/my ssh/ssh' -F cfg", "'/opt/my ssh/ssh' -F cfg" + pc},
+	} {
+		if got := GitSSHCommand(tc.user, "/usr/bin/regate"); got != tc.want {
+			t.Errorf("GitSSHCommand(%q) = %q, want %q", tc.user, got, tc.want)
+		}
+	}
+}
+
+func TestHasOwnProxy(t *testing.T) {
+	for cmd, want := range map[string]bool{
+		"ssh -i key":                       false,
+		"ssh -o ProxyCommand='nc %h %p'":   true,
+		"ssh -oproxyjump=bastion":          true,
+		"ssh -J bastion":                   true,
+		"ssh -vJ bastion":                  true,
+		"ssh -i ~/.ssh/Jkey -F /dev/null":  false,
+		"ssh -o IdentitiesOnly=yes -p 222": false,
+	} {
+		if got := HasOwnProxy(cmd); got != want {
+			t.Errorf("HasOwnProxy(%q) = %v, want %v", cmd, got, want)
+		}
+	}
+}
