@@ -141,3 +141,19 @@ func TestRunKeepsTheUsersSSHCommand(t *testing.T) {
 		}
 	})
 }
+
+// ssh takes an option's first value: a ProxyJump or ProxyCommand of the
+// user's own command would win over regate's, so run says so.
+func TestRunWarnsWhenTheSSHCommandHasItsOwnProxy(t *testing.T) {
+	for cmd, warn := range map[string]bool{
+		"ssh -J bastion.example":         true,
+		"ssh -o ProxyCommand='nc %h %p'": true,
+		"ssh -i /keys/deploy -p 2222":    false,
+	} {
+		res := regate(t, []string{"GIT_SSH_COMMAND=" + cmd}, "run", "--", "true")
+		wantCode(t, res, 0)
+		if got := strings.Contains(res.stderr, "sets its own ProxyCommand or ProxyJump"); got != warn {
+			t.Errorf("GIT_SSH_COMMAND=%q: warned %v, want %v:\n%s", cmd, got, warn, res.stderr)
+		}
+	}
+}
