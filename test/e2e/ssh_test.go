@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"net"
 	"os"
 	"os/exec"
@@ -73,13 +74,17 @@ func startSSHD(t *testing.T) *sshServer {
 		"LogLevel ERROR",
 	}, "\n")+"\n")
 	cmd := exec.Command(sshd, "-D", "-e", "-f", cfg)
-	cmd.Stderr = os.Stderr
+	var log bytes.Buffer // the readiness probe alone makes sshd log
+	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("sshd's log:\n%s", log.String())
+		}
 	})
 	waitUntil(t, "sshd to listen", func() bool {
 		c, err := net.Dial("tcp", "127.0.0.1:"+port)
