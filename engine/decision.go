@@ -25,6 +25,9 @@ type Decision struct {
 	// Audit is set when the policy denied in report mode: logged as "would
 	// deny", enforced as allow.
 	Audit bool `json:"audit,omitempty"`
+	// Inspect is set when an allowed tunnel is to be inspected: its TLS
+	// terminated and every request inside decided like a plain request.
+	Inspect bool `json:"inspect,omitempty"`
 	// ID is the decision-log event's decision_id.
 	ID string `json:"decision_id,omitempty"`
 }
@@ -70,6 +73,8 @@ func fromResult(rs rego.ResultSet) (Decision, any) {
 	if audit, _ := obj["audit"].(bool); audit && !allow {
 		d.Allow, d.Audit = true, true
 	}
+	d.Inspect, _ = obj["inspect"].(bool)
+	d.Inspect = d.Inspect && d.Allow
 	if d.Reason == "" {
 		if allow {
 			d.Reason = "allowed by policy"

@@ -58,6 +58,7 @@ var httpStatus = map[Class]int{
 	ClassDNS:         http.StatusBadGateway,
 	ClassUnreachable: http.StatusBadGateway,
 	ClassInternal:    http.StatusBadGateway,
+	ClassParent:      http.StatusBadGateway,
 }
 
 // httpAnswer is a refusal as an HTTP answer: status, status text, headers
@@ -85,6 +86,8 @@ func answerHTTP(r Refusal) httpAnswer {
 	case ClassTimeout:
 		msg := "upstream timed out: " + r.Err.Error()
 		return httpAnswer{code: code, text: msg, body: "regate: " + msg + "\n"}
+	case ClassParent: // "upstream proxy refused: 403 Forbidden"
+		return httpAnswer{code: code, text: r.Err.Error(), body: "regate: " + r.Err.Error() + "\n"}
 	}
 	msg := "upstream failed: " + r.Err.Error()
 	return httpAnswer{code: code, text: msg, body: "regate: " + msg + "\n"}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/regate/regate/engine"
 	"github.com/regate/regate/internal/attempt"
+	"github.com/regate/regate/internal/parent"
 )
 
 // Decider decides one connection. An error or a zero Decision denies.
@@ -75,9 +76,17 @@ type Config struct {
 	// Resolver looks names up; nil means net.DefaultResolver.
 	Resolver Resolver
 	// Dial connects upstream. It is called only with addresses the SSRF
-	// guard checked; nil is a net.Dialer bounded by DialTimeout. A parent
-	// proxy plugs in here.
+	// guard checked; nil is a net.Dialer bounded by DialTimeout.
 	Dial DialFunc
+	// Parents chains allowed connections to a parent proxy (nil: every
+	// destination is dialled directly). The decision comes first; then a
+	// tunnel is a CONNECT (or SOCKS5 CONNECT) to the parent and a plain
+	// request an absolute-form request to it, over pooled connections.
+	Parents *parent.Chain
+	// ParentByAddress asks the parent for the address the guard checked
+	// (keeping regate's pin) instead of the name the client asked for
+	// (the parent resolves it; regate checks what it can).
+	ParentByAddress bool
 
 	// DecisionLogger logs the proxy's own denies; nil does not log.
 	DecisionLogger DecisionLogger

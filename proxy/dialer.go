@@ -18,6 +18,7 @@ const (
 	dialRefused = "refused"
 	dialTimeout = "timeout"
 	dialOther   = "other"
+	dialParent  = "parent" // the parent proxy refused or was unreachable
 )
 
 // dialError is an upstream failure with its class.
@@ -187,6 +188,35 @@ func (g *guard) plan(ctx context.Context, d Dest) ([]netip.AddrPort, error) {
 		return nil, err
 	}
 	return g.check(addrs, d.Port)
+}
+
+// parentLookupTimeout bounds the local lookup of a name the parent will
+// resolve: where only the parent can resolve public names, local lookups
+// may hang, and must not eat the dial's time.
+const parentLookupTimeout = 2 * time.Second
+
+// planForParent checks what it can of a destination the parent proxy will
+// resolve: an address the client named, and pinned addresses, as plan
+// does; a name's local resolution, when it succeeds, must pass for every
+// address (the parent may pick any of them). A name that does not resolve
+// here is no error: the parent resolves it.
+func (g *guard) planForParent(ctx context.Context, d Dest) error {
+	if d.IsIP {
+		_, err := g.plan(ctx, d)
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, parentLookupTimeout)
+	defer cancel()
+	addrs, err := g.resolve(ctx, d.Host)
+	if err != nil {
+		return nil
+	}
+	for _, a := range addrs {
+		if _, err := g.check([]netip.Addr{a}, d.Port); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // dial connects to the first of addrs that answers; each was checked. It

@@ -9,7 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"net/netip"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
@@ -17,6 +17,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/regate/regate/engine"
+	"github.com/regate/regate/internal/parent"
 )
 
 // ServeHTTPProxy serves the HTTP proxy (plain requests and CONNECT) on ln
@@ -123,13 +124,13 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, dest Dest, 
 			return nil
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), p.cfg.DialTimeout)
-		addrs, err := p.plan(ctx, f)
+		rt, err := p.route(ctx, f, true)
 		cancel()
 		if err != nil {
 			answerHTTP(f.refusal(err)).send(w)
 			return err
 		}
-		fw := &forwarding{f: f, addrs: addrs}
+		fw := &forwarding{f: f, route: rt}
 		p.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw)))
 		return fw.err
 	})
@@ -180,11 +181,11 @@ func plainTarget(r *http.Request, head headInfo) (Dest, error) {
 	return t, nil
 }
 
-// forwarding carries a plain request's flow and checked addresses to the
-// transport's dialer, and the forwarding error back.
+// forwarding carries a plain request's flow and route to the transport
+// (its proxy choice and dialer), and the forwarding error back.
 type forwarding struct {
 	f     *flow
-	addrs []netip.AddrPort
+	route route
 	err   error
 }
 
@@ -218,7 +219,7 @@ func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 
 func (p *Proxy) newTransport() *http.Transport {
 	return &http.Transport{
-		Proxy:               nil,
+		Proxy:               parentOf,
 		DialContext:         p.dialPlanned,
 		MaxIdleConns:        256,
 		MaxIdleConnsPerHost: 256,
@@ -227,9 +228,21 @@ func (p *Proxy) newTransport() *http.Transport {
 	}
 }
 
-// dialPlanned dials the addresses the guard checked for this request; a
-// dial without them is refused (fail closed). Pooled connections are
-// reused only within a host:port, whose addresses the guard checked.
+// parentOf is the transport's proxy choice: the parent's URL when the
+// request goes to an HTTP parent in absolute form (pooled connections to
+// it are shared by every destination), nil otherwise.
+func parentOf(r *http.Request) (*url.URL, error) {
+	if fw, ok := r.Context().Value(forwardKey{}).(*forwarding); ok && fw.route.absolute {
+		return fw.route.parent.PlainURL(), nil
+	}
+	return nil, nil
+}
+
+// dialPlanned dials the route planned for this request: the addresses the
+// guard checked, the HTTP parent itself, or a tunnel through a SOCKS5
+// parent; a dial without a route is refused (fail closed). Pooled
+// connections are reused only within a host:port, whose addresses the
+// guard checked, or within the parent's.
 func (p *Proxy) dialPlanned(ctx context.Context, _, _ string) (net.Conn, error) {
 	fw, ok := ctx.Value(forwardKey{}).(*forwarding)
 	if !ok {
@@ -237,7 +250,16 @@ func (p *Proxy) dialPlanned(ctx context.Context, _, _ string) (net.Conn, error) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 	defer cancel()
-	return p.dial(ctx, fw.f, fw.addrs)
+	if par := fw.route.parent; fw.route.absolute {
+		c, err := par.DialProxy(ctx)
+		if err != nil {
+			p.m.dialErrors.WithLabelValues(dialParent).Inc()
+			return nil, &dialError{class: dialParent, err: err}
+		}
+		fw.f.setUpstream(par.String())
+		return c, nil
+	}
+	return p.dialRoute(ctx, fw.f, fw.route)
 }
 
 // roundTrip forwards an allowed request; failures become 502/504 answers.
@@ -250,11 +272,22 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingBody{ReadCloser: r.Body, n: &f.up}
 	}
-	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { f.setUpstream(i.Conn.RemoteAddr().String()) }}
+	par := fw.route.parent
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		if par == nil {
+			f.setUpstream(i.Conn.RemoteAddr().String())
+		}
+	}}
 	resp, err := p.transport.RoundTrip(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
 	if err != nil {
 		fw.err = err
 		return answerHTTP(f.refusal(err)).response(r), nil
+	}
+	if fw.route.absolute && parent.IsRefusal(resp) {
+		_ = resp.Body.Close()
+		p.m.dialErrors.WithLabelValues(dialParent).Inc()
+		fw.err = &dialError{class: dialParent, err: &parent.Error{Status: resp.Status}}
+		return answerHTTP(f.refusal(fw.err)).response(r), nil
 	}
 	resp.Body = &countingBody{ReadCloser: resp.Body, n: &f.down}
 	return resp, nil

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/regate/regate/engine"
+	"github.com/regate/regate/internal/parent"
 )
 
 // Conn is one tunnel entering the pipeline from a source: an HTTP CONNECT,
@@ -51,6 +53,7 @@ const (
 	ClassRefused     Class = "refused"     // the upstream refused the connection
 	ClassDNS         Class = "dns"         // the name did not resolve
 	ClassUnreachable Class = "unreachable" // another dial failure
+	ClassParent      Class = "parent"      // the parent proxy refused or could not be reached
 	ClassInternal    Class = "internal"    // anything else
 )
 
@@ -82,6 +85,8 @@ func refusalClass(err error) Class {
 		return ClassRefused
 	case de.class == dialDNS:
 		return ClassDNS
+	case de.class == dialParent:
+		return ClassParent
 	}
 	return ClassUnreachable
 }
@@ -145,21 +150,90 @@ func (p *Proxy) refuse(a Answerer, f *flow, err error) error {
 	return err
 }
 
-// connect plans and dials an allowed flow's destination.
+// connect plans and dials an allowed flow's destination, directly or
+// through its parent proxy.
 func (p *Proxy) connect(ctx context.Context, f *flow) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 	defer cancel()
-	addrs, err := p.plan(ctx, f)
+	r, err := p.route(ctx, f, false)
 	if err != nil {
 		return nil, err
 	}
-	return p.dial(ctx, f, addrs)
+	return p.dialRoute(ctx, f, r)
+}
+
+// route is how an allowed flow reaches its destination: the checked
+// addresses, dialled directly; or a parent and what to ask it for.
+type route struct {
+	addrs   []netip.AddrPort // direct, or the parent asked by address
+	parent  *parent.Parent
+	targets []string // host:port to ask the parent for, in order
+	// absolute is a plain request sent to an HTTP parent in absolute
+	// form, by name (by address, a plain request is tunnelled to the
+	// checked address, so that Host keeps the name).
+	absolute bool
+}
+
+// route plans f's route (plain: a plain HTTP request). Direct, or by
+// address through the parent, the guard resolves and checks as always;
+// by name, it checks what it can (planForParent).
+func (p *Proxy) route(ctx context.Context, f *flow, plain bool) (route, error) {
+	d := f.dest()
+	r := route{parent: p.cfg.Parents.For(d.Host, d.Port, plain)}
+	r.absolute = plain && r.parent != nil && r.parent.PlainURL() != nil && !p.cfg.ParentByAddress
+	if r.parent != nil && !p.cfg.ParentByAddress {
+		err := p.counted(f, p.guard.planForParent(ctx, d))
+		r.targets = []string{d.String()}
+		return r, err
+	}
+	addrs, err := p.plan(ctx, f)
+	if err != nil {
+		return r, err
+	}
+	r.addrs = addrs
+	if r.parent != nil {
+		for _, a := range addrs {
+			r.targets = append(r.targets, a.String())
+		}
+	}
+	return r, nil
+}
+
+// dialRoute connects along r: the guard's dial, or a tunnel through the
+// parent for each target in turn until one is made (a refusal of the
+// parent's own ends it).
+func (p *Proxy) dialRoute(ctx context.Context, f *flow, r route) (net.Conn, error) {
+	if r.parent == nil {
+		return p.dial(ctx, f, r.addrs)
+	}
+	var err error
+	for _, target := range r.targets {
+		var c net.Conn
+		if c, err = r.parent.Tunnel(ctx, target); err == nil {
+			f.setUpstream(r.parent.String() + " → " + target)
+			return c, nil
+		}
+		if pe := (*parent.Error)(nil); errors.As(err, &pe) && pe.Status != "" && !strings.HasPrefix(pe.Status, "5") {
+			break
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	p.m.dialErrors.WithLabelValues(dialParent).Inc()
+	return nil, &dialError{class: dialParent, err: err}
 }
 
 // plan resolves and checks the destination. An SSRF refusal replaces the
 // allow with the proxy's own logged deny and returns an *ssrfError.
 func (p *Proxy) plan(ctx context.Context, f *flow) ([]netip.AddrPort, error) {
 	addrs, err := p.guard.plan(ctx, f.dest())
+	return addrs, p.counted(f, err)
+}
+
+// counted records a planning error: an SSRF refusal as the proxy's own
+// deny, a failure in the metrics.
+func (p *Proxy) counted(f *flow, err error) error {
 	var se *ssrfError
 	if errors.As(err, &se) {
 		p.m.ssrf.WithLabelValues(se.class).Inc()
@@ -168,7 +242,7 @@ func (p *Proxy) plan(ctx context.Context, f *flow) ([]netip.AddrPort, error) {
 	if de := (*dialError)(nil); errors.As(err, &de) {
 		p.m.dialErrors.WithLabelValues(de.class).Inc()
 	}
-	return addrs, err
+	return err
 }
 
 // dial connects to the checked addresses.

@@ -156,6 +156,7 @@ var socksReply = map[Class]byte{
 	ClassDNS:         replyHostUnreachable,
 	ClassUnreachable: replyHostUnreachable,
 	ClassInternal:    replyGeneralFailure,
+	ClassParent:      replyGeneralFailure,
 }
 
 // socksAnswer answers with reply codes.

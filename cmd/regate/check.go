@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/regate/regate/internal/config"
 	"github.com/regate/regate/internal/isolate"
+	"github.com/regate/regate/proxy"
 )
 
 func (a *app) checkCommand() *cobra.Command {
@@ -67,7 +69,32 @@ func (a *app) check(cmd *cobra.Command) error {
 	} else {
 		fmt.Fprintln(a.stdout, "isolation: available (regate run --isolate)")
 	}
+	a.checkUpstream(ctx, cfg)
 	return nil
+}
+
+// checkUpstream says which parent proxy is in effect (without
+// credentials) and whether each answers; it sends no request through it.
+func (a *app) checkUpstream(ctx context.Context, cfg *config.Config) {
+	chain, err := upstreamChain(cfg.Proxy)
+	if err != nil || chain == nil {
+		fmt.Fprintln(a.stdout, "upstream proxy: none (destinations are dialled directly)")
+		return
+	}
+	fmt.Fprintf(a.stdout, "upstream proxy: %s\n", chain)
+	timeout := cfg.Proxy.DialTimeout
+	if timeout == 0 {
+		timeout = proxy.DefaultDialTimeout
+	}
+	for _, p := range chain.Parents() {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		if err := p.Check(ctx); err != nil {
+			fmt.Fprintf(a.stdout, "upstream proxy %s: does not answer: %v\n", p, err)
+		} else {
+			fmt.Fprintf(a.stdout, "upstream proxy %s: answers\n", p)
+		}
+		cancel()
+	}
 }
 
 func orNone(s, none string) string {

@@ -38,6 +38,8 @@ func flagKeys() []flagKey {
 		{"isolate", "isolate.enabled"},
 		{"hide", "isolate.hide"},
 		{"isolate-user", "isolate.user"},
+		{"upstream-proxy", "proxy.upstream"},
+		{"upstream-proxy-auth-file", "proxy.upstream_auth_file"},
 	}
 }
 
@@ -65,6 +67,8 @@ func addListenerFlags(fs *pflag.FlagSet, httpDef, socksDef, adminDef string, wat
 	fs.Bool("listen-any", false, "allow proxy listeners on non-loopback addresses")
 	fs.Bool("watch", watchDef, "reload local policy files when they change")
 	fs.Duration("shutdown-timeout", 0, "how long shutdown drains connections")
+	fs.String("upstream-proxy", "", "chain to a parent proxy: `URL` (http://, https://, socks5://, with optional user:password@) or env (the HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY regate was started with)")
+	fs.String("upstream-proxy-auth-file", "", "`FILE` with user:password for the parent proxy (yours, mode 0600)")
 }
 
 // overrides returns the configuration values of the flags the user set.

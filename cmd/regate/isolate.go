@@ -114,20 +114,20 @@ func runIsolated(sbx *isolate.Sandbox, path string, argv, env []string, stdin io
 	return supervise(sbx.Process(), sbx.Wait, sigc, stdin, argv[0])
 }
 
-// startTransparent serves the TUN link of sbx through the stack's proxy:
+// startTransparent serves the link of sbx through the stack's proxy:
 // programs that ignore the proxy variables are decided too. Without a
-// link (no /dev/net/tun for this user, say) it says so once on stderr and
+// link (no user namespace could make one, say) it says so once on stderr and
 // only proxy-aware programs reach the network.
 func startTransparent(ctx context.Context, sbx *isolate.Sandbox, st *stack, stderr io.Writer, onUDP func(string, int)) (func(), error) {
-	tun := sbx.TUN()
-	if tun == nil {
-		if why := sbx.TUNError(); why != "" {
+	link := sbx.Link()
+	if link == nil {
+		if why := sbx.LinkError(); why != "" {
 			fmt.Fprintf(stderr, "regate: --isolate: no transparent path (%s): only programs that use the proxy variables reach the network\n", why)
 		}
 		return nil, nil
 	}
-	stop, err := transparent.Start(context.WithoutCancel(ctx), tun, st.proxy, st.log, transparent.Options{
-		HTTPPorts: st.cfg.Isolate.HTTPPorts, OnUDP: onUDP, Registerer: st.reg,
+	stop, err := transparent.Start(context.WithoutCancel(ctx), link, st.proxy, st.log, transparent.Options{
+		HTTPPorts: st.cfg.Isolate.HTTPPorts, DNSPool: st.cfg.Isolate.DNSPool, OnUDP: onUDP, Registerer: st.reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("isolating: starting the transparent path: %w", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/regate/regate/internal/attempt"
 	"github.com/regate/regate/internal/childenv"
 	"github.com/regate/regate/internal/config"
+	"github.com/regate/regate/internal/parent"
 	"github.com/regate/regate/proxy"
 )
 
@@ -39,6 +41,14 @@ func newProxy(cfg *config.Config, e *engine.Engine, bound string, log *slog.Logg
 		TLSPeekTimeout:      cfg.Proxy.TLSPeekTimeout,
 		OnOutcome:           onOutcome,
 	}
+	chain, err := upstreamChain(cfg.Proxy)
+	if err != nil {
+		return nil, err
+	}
+	pc.Parents, pc.ParentByAddress = chain, cfg.Proxy.Upstream.ByAddress
+	if chain != nil {
+		log.Info("chaining to a parent proxy", "upstream", chain.String(), "by_address", pc.ParentByAddress)
+	}
 	var d proxy.Decider = proxy.DeciderFunc(func(context.Context, engine.Input) (engine.Decision, error) {
 		return engine.Decision{Reason: "no policy engine"}, nil
 	})
@@ -51,6 +61,29 @@ func newProxy(cfg *config.Config, e *engine.Engine, bound string, log *slog.Logg
 		return nil, err
 	}
 	return p, nil
+}
+
+// upstreamChain is the parent proxy chain of the configuration; nil when
+// none. proxy.upstream env reads regate's own environment (the child's
+// variables are set on the child only).
+func upstreamChain(p config.ProxyLimits) (*parent.Chain, error) {
+	u := p.Upstream
+	o := parent.Options{CAFile: u.CAFile, AuthFile: u.AuthFile, DialTimeout: p.DialTimeout}
+	switch u.URL {
+	case "":
+		return nil, nil
+	case config.UpstreamEnv:
+		chain, err := parent.NewEnvChain(parent.FromEnvironment(os.Getenv), u.No, o)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.upstream env: %w", err)
+		}
+		return chain, nil
+	}
+	chain, err := parent.NewChain(u.URL, u.No, o)
+	if err != nil {
+		return nil, fmt.Errorf("proxy.upstream: %w", err)
+	}
+	return chain, nil
 }
 
 // listenerSpec is one proxy listener of the wiring: its name (as

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/regate/regate/engine"
+	"github.com/regate/regate/internal/parent"
 	"github.com/regate/regate/proxy"
 )
 
@@ -168,7 +169,10 @@ func joinDest(host string, port int) string { return net.JoinHostPort(host, strc
 func failure(err error) string {
 	var dns *net.DNSError
 	var ne net.Error
+	var pe *parent.Error
 	switch {
+	case errors.As(err, &pe): // "upstream proxy refused: 403 Forbidden"
+		return pe.Error()
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "upstream refused"
 	case errors.As(err, &dns):

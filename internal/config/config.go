@@ -80,7 +80,14 @@ type Isolate struct {
 	// HTTPPorts are the ports where a denied transparent flow answers an
 	// HTTP request with the proxy's 403; nil is the default.
 	HTTPPorts []int
+	// DNSPool is how many names per address family the fake-IP DNS maps
+	// at once (least recently used idle names give their address up
+	// beyond it); 0 is the default.
+	DNSPool int
 }
+
+// MinDNSPool is the smallest isolate.dns_pool.
+const MinDNSPool = 256
 
 // Modes of --isolate.
 const (
@@ -108,7 +115,27 @@ type ProxyLimits struct {
 	// MaxAttemptListeners bounds the attempts that have listeners of their
 	// own under serve (POST /v1/attempts with "listeners": true).
 	MaxAttemptListeners int
+	// Upstream is the parent proxy regate chains to.
+	Upstream Upstream
 }
+
+// Upstream is the parent proxy (proxy.upstream and its keys).
+type Upstream struct {
+	// URL is the parent: http://, https:// or socks5(h):// with optional
+	// user:password@; UpstreamEnv for regate's own proxy variables; ""
+	// for none.
+	URL      string
+	CAFile   string   // roots for an https:// parent
+	AuthFile string   // user:password, replacing the URL's
+	No       []string // destinations dialled directly (NO_PROXY syntax)
+	// ByAddress asks the parent for the address regate checked
+	// (upstream_connect: address) instead of the name.
+	ByAddress bool
+}
+
+// UpstreamEnv as proxy.upstream takes the parent from the HTTPS_PROXY,
+// HTTP_PROXY, ALL_PROXY and NO_PROXY regate was started with.
+const UpstreamEnv = "env"
 
 // Options says where the configuration comes from.
 type Options struct {

@@ -99,6 +99,9 @@ func TestEveryProblemAtOnce(t *testing.T) {
 	if err == nil {
 		t.Fatal("broken.yaml loaded without error")
 	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("the upstream proxy's password is in the error:\n%v", err)
+	}
 	for _, want := range []string{
 		`unknown key "proxy.max_tunels"`,
 		`unknown key "colour"`,
@@ -113,6 +116,9 @@ func TestEveryProblemAtOnce(t *testing.T) {
 		`isolate.mode: "tun" is not transparent or proxy`,
 		`isolate.http_ports: 0 is not a port`,
 		`isolate.http_ports: 70000 is not a port`,
+		`isolate.dns_pool: 10 is not between 256 and 1048576`,
+		`proxy.upstream: scheme "ftp" is not http, https, socks5 or socks5h`,
+		`proxy.upstream_connect: "sideways" is not name or address`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,6 +51,7 @@ func validate(w *wire, fromFile func(string) any, flags map[string]any) (*Config
 
 			MaxTunnelsPerClient: p.count("proxy.max_tunnels_per_client", w.Proxy.MaxTunnelsPerClient),
 			MaxAttemptListeners: p.count("proxy.max_attempt_listeners", w.Proxy.MaxAttemptListeners),
+			Upstream:            p.upstream(w.Proxy),
 		},
 	}
 	cfg.HTTP = p.listener("http", w.HTTP, w.ListenAny)
@@ -200,8 +202,44 @@ func (p *problems) duration(key string, d time.Duration) time.Duration {
 	return d
 }
 
+func (p *problems) upstream(w wireProxy) Upstream {
+	u := Upstream{URL: w.Upstream, CAFile: w.UpstreamCA, AuthFile: w.UpstreamAuthFile, No: w.NoUpstream}
+	switch w.UpstreamConnect {
+	case "", "name":
+	case "address":
+		u.ByAddress = true
+	default:
+		p.add("proxy.upstream_connect: %q is not name or address", w.UpstreamConnect)
+	}
+	if u.URL == "" || u.URL == UpstreamEnv {
+		if u.URL == "" && (u.CAFile != "" || u.AuthFile != "" || len(u.No) > 0 || u.ByAddress) {
+			p.add("proxy.upstream: the other proxy.upstream_* keys and proxy.no_upstream need it")
+		}
+		return u
+	}
+	parsed, err := url.Parse(u.URL)
+	switch {
+	case err != nil || parsed.Host == "":
+		p.add("proxy.upstream: %s is not a URL of the form scheme://host:port, or env", redact(u.URL))
+	case !slices.Contains([]string{"http", "https", "socks5", "socks5h"}, parsed.Scheme):
+		p.add("proxy.upstream: scheme %q is not http, https, socks5 or socks5h", parsed.Scheme)
+	}
+	return u
+}
+
+// redact hides a password in a URL that may not parse.
+func redact(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return "(a URL that does not parse)"
+}
+
 func (p *problems) isolate(w wireIsolate) Isolate {
-	iso := Isolate{Enabled: w.Enabled, Mode: w.Mode, Hide: w.Hide, User: w.User, HTTPPorts: w.HTTPPorts}
+	iso := Isolate{Enabled: w.Enabled, Mode: w.Mode, Hide: w.Hide, User: w.User, HTTPPorts: w.HTTPPorts, DNSPool: w.DNSPool}
+	if w.DNSPool != 0 && (w.DNSPool < MinDNSPool || w.DNSPool > 1<<20) {
+		p.add("isolate.dns_pool: %d is not between %d and %d", w.DNSPool, MinDNSPool, 1<<20)
+	}
 	switch w.Mode {
 	case "":
 		iso.Mode = IsolateTransparent

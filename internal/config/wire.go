@@ -48,6 +48,7 @@ type wireIsolate struct {
 	Hide      []string `mapstructure:"hide"`
 	User      string   `mapstructure:"user"`
 	HTTPPorts []int    `mapstructure:"http_ports"`
+	DNSPool   int      `mapstructure:"dns_pool"`
 }
 
 type wireLog struct {
@@ -70,6 +71,12 @@ type wireProxy struct {
 
 	MaxTunnelsPerClient int `mapstructure:"max_tunnels_per_client"`
 	MaxAttemptListeners int `mapstructure:"max_attempt_listeners"`
+
+	Upstream         string   `mapstructure:"upstream"`
+	UpstreamCA       string   `mapstructure:"upstream_ca"`
+	UpstreamAuthFile string   `mapstructure:"upstream_auth_file"`
+	UpstreamConnect  string   `mapstructure:"upstream_connect"`
+	NoUpstream       []string `mapstructure:"no_upstream"`
 }
 
 // keyInfo describes one configuration key.

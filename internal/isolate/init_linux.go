@@ -35,12 +35,12 @@ func Init(stderr io.Writer) int {
 		fmt.Fprintf(stderr, "regate: isolate init: %v\n", err)
 		return 125
 	}
-	files, addrs, tunErr, err := buildNamespace(setup)
+	files, ready, err := buildNamespace(setup)
 	if err != nil {
 		_ = sendMsg(ctl, readyMsg{Error: err.Error()}, nil)
 		return 125
 	}
-	if err := sendMsg(ctl, readyMsg{Addrs: addrs, TUNError: tunErr}, files); err != nil {
+	if err := sendMsg(ctl, ready, files); err != nil {
 		fmt.Fprintf(stderr, "regate: isolate init: %v\n", err)
 		return 125
 	}
@@ -55,26 +55,27 @@ func Init(stderr io.Writer) int {
 }
 
 // buildNamespace makes the mounts private, brings lo up, opens the
-// listeners (and the TUN link when asked: tunErr says why it could not be
-// made), mounts a fresh /proc and /sys, points resolv.conf at regate's
+// listeners (and the link when asked: ready.LinkError says why none could
+// be made), mounts a fresh /proc and /sys, points resolv.conf at regate's
 // resolver on the link (or at nothing), binds what regate reads read-only
 // and hides what must not be reached.
-func buildNamespace(s setupMsg) (files []*os.File, addrs []string, tunErr string, err error) {
+func buildNamespace(s setupMsg) (files []*os.File, ready readyMsg, err error) {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return nil, nil, "", fmt.Errorf("making mounts private: %w", err)
+		return nil, ready, fmt.Errorf("making mounts private: %w", err)
 	}
 	if err := loopbackUp(); err != nil {
-		return nil, nil, "", err
+		return nil, ready, err
 	}
-	if files, addrs, err = openListeners(s.Listeners); err != nil {
-		return nil, nil, "", err
+	if files, ready.Addrs, err = openListeners(s.Listeners); err != nil {
+		return nil, ready, err
 	}
 	resolver := "127.0.0.1"
 	if s.TUN {
-		if tun, err := openTUN(); err != nil {
-			tunErr = err.Error()
+		if link, kind, err := openLink(); err != nil {
+			ready.LinkError = err.Error()
 		} else {
-			files = append(files, tun)
+			files = append(files, link)
+			ready.Link = kind
 			resolver = net.IP(DNSAddr[:]).String()
 		}
 	}
@@ -87,10 +88,24 @@ func buildNamespace(s setupMsg) (files []*os.File, addrs []string, tunErr string
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
-			return nil, nil, "", err
+			return nil, ready, err
 		}
 	}
-	return files, addrs, tunErr, nil
+	return files, ready, nil
+}
+
+// openLink makes regate0: a TUN device, or where /dev/net/tun cannot be
+// used, a veth pair.
+func openLink() (*os.File, string, error) {
+	tun, tunErr := openTUN()
+	if tunErr == nil {
+		return tun, linkTUN, nil
+	}
+	veth, err := openVeth()
+	if err != nil {
+		return nil, "", fmt.Errorf("%w; %w", tunErr, err)
+	}
+	return veth, linkVeth, nil
 }
 
 // loopbackUp brings lo up: the only interface of the new network namespace.

@@ -6,6 +6,12 @@
 // command through a last stage that drops every privilege (confine).
 package isolate
 
+import (
+	"net"
+	"net/netip"
+	"os"
+)
+
 // Spec is what a sandbox is built with.
 type Spec struct {
 	// Self is the regate binary, re-executed as the init.
@@ -21,10 +27,39 @@ type Spec struct {
 	Hide []string
 	// User is who the command runs as; nil: the caller's own uid and gid.
 	User *User
-	// Transparent asks for the TUN link (regate0) as well: every other
+	// Transparent asks for the link (regate0) as well: every other
 	// destination routes to it, and DNS goes to DNSAddr on it.
 	Transparent bool
 }
+
+// Link is the link of transparent isolation as regate holds it: the
+// outer end of regate0.
+type Link struct {
+	// File is the TUN device (IP packets); or, for callers that cannot
+	// open /dev/net/tun, an AF_PACKET socket on the outer end of a veth
+	// pair (ethernet frames), which lives in a second network namespace
+	// of the sandbox's own.
+	File *os.File
+	// Ethernet is set for the veth pair.
+	Ethernet *Ethernet
+	// MTU is the link's MTU (both ends).
+	MTU uint32
+}
+
+// Ethernet is what a stack on the veth's outer end needs: its own MAC
+// (the command's kernel sends every frame to it, through permanent
+// neighbour entries of its gateways) and the command's end, where the
+// command's addresses are.
+type Ethernet struct {
+	Own, Peer net.HardwareAddr
+	PeerAddrs []netip.Addr
+}
+
+// Kinds of link (readyMsg.Link).
+const (
+	linkTUN  = "tun"
+	linkVeth = "veth"
+)
 
 // User is a uid and gid to run the command as.
 type User struct{ UID, GID int }
@@ -45,9 +80,10 @@ type (
 	readyMsg struct {
 		Addrs []string `json:"addrs,omitempty"`
 		Error string   `json:"error,omitempty"`
-		// TUNError says why no TUN link was made (its fd follows the
-		// listeners' when one was).
-		TUNError string `json:"tun_error,omitempty"`
+		// Link is the kind of link made, linkTUN or linkVeth (its fd
+		// follows the listeners'); LinkError says why none was.
+		Link      string `json:"link,omitempty"`
+		LinkError string `json:"link_error,omitempty"`
 	}
 	// execMsg is regate's second message: the command to start.
 	execMsg struct {

@@ -18,8 +18,8 @@ type Sandbox struct {
 	cmd       *exec.Cmd
 	ctl       *net.UnixConn
 	listeners []net.Listener
-	tun       *os.File
-	tunErr    string
+	link      *Link
+	linkErr   string
 	done      chan struct{}
 	state     *os.ProcessState
 	waitErr   error
@@ -96,7 +96,7 @@ func initAttr(uid, gid int, target User) *syscall.SysProcAttr {
 		Pdeathsig:                  syscall.SIGKILL,
 	}
 	if uid != 0 {
-		attr.AmbientCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_SETPCAP}
+		attr.AmbientCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_NET_RAW, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_SETPCAP}
 	}
 	return attr
 }
@@ -137,7 +137,7 @@ func (s *Sandbox) handshake(spec Spec, target User) error {
 		return fmt.Errorf("setting the namespace up: %s", ready.Error)
 	}
 	want := spec.Listeners
-	if spec.Transparent && ready.TUNError == "" {
+	if spec.Transparent && ready.Link != "" {
 		want++
 	}
 	if len(files) != want {
@@ -145,9 +145,19 @@ func (s *Sandbox) handshake(spec Spec, target User) error {
 		return fmt.Errorf("setting the namespace up: %d descriptors passed, want %d", len(files), want)
 	}
 	if want > spec.Listeners {
-		s.tun, files = files[want-1], files[:want-1]
+		s.link = &Link{File: files[want-1], MTU: LinkMTU}
+		files = files[:want-1]
+		switch ready.Link {
+		case linkTUN:
+		case linkVeth:
+			s.link.Ethernet = vethEthernet()
+		default:
+			closeAll(files)
+			_ = s.link.File.Close()
+			return fmt.Errorf("setting the namespace up: a link of kind %q", ready.Link)
+		}
 	}
-	s.tunErr = ready.TUNError
+	s.linkErr = ready.LinkError
 	defer closeAll(files)
 	for _, f := range files {
 		l, err := net.FileListener(f)
@@ -159,12 +169,12 @@ func (s *Sandbox) handshake(spec Spec, target User) error {
 	return nil
 }
 
-// TUN is the link of transparent isolation, nil when there is none;
-// TUNError then says why (when it was asked for).
-func (s *Sandbox) TUN() *os.File { return s.tun }
+// Link is the link of transparent isolation, nil when there is none;
+// LinkError then says why (when it was asked for).
+func (s *Sandbox) Link() *Link { return s.link }
 
-// TUNError says why no TUN link could be made.
-func (s *Sandbox) TUNError() string { return s.tunErr }
+// LinkError says why no link could be made.
+func (s *Sandbox) LinkError() string { return s.linkErr }
 
 // Listeners are the listeners inside the namespace, in Spec order; the
 // command reaches them at their address (127.0.0.1:PORT inside).

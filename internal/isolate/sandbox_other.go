@@ -20,11 +20,11 @@ type Stdio struct {
 // Start fails off Linux.
 func Start(Spec, Stdio) (*Sandbox, error) { return nil, Available() }
 
-// TUN is nil off Linux.
-func (*Sandbox) TUN() *os.File { return nil }
+// Link is nil off Linux.
+func (*Sandbox) Link() *Link { return nil }
 
-// TUNError is empty off Linux.
-func (*Sandbox) TUNError() string { return "" }
+// LinkError is empty off Linux.
+func (*Sandbox) LinkError() string { return "" }
 
 // Listeners is nil off Linux.
 func (*Sandbox) Listeners() []net.Listener { return nil }

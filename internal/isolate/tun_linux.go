@@ -12,11 +12,12 @@ import (
 )
 
 // The link of transparent isolation: a TUN device whose other end is
-// regate's user-space stack. Its own address is link-local, outside the
-// fake-IP ranges; a default route sends every other destination to it.
+// regate's user-space stack (or a veth pair, veth_linux.go). Its own
+// addresses are outside the fake-IP ranges; default routes send every
+// other destination to it.
 const (
 	tunName = "regate0"
-	TUNMTU  = 65520 // large: the user-space stack is 7× slower at 1500
+	LinkMTU = 65520 // large: the user-space stack is 7× slower at 1500
 )
 
 // tunAddr and tunAddr6 are the device's own addresses (outside the
@@ -28,8 +29,8 @@ var (
 	DNSAddr  = [4]byte{169, 254, 77, 53}
 )
 
-// openTUN creates regate0 up, with its address and the default route, and
-// returns its file.
+// openTUN creates regate0 up, with its addresses and the default routes,
+// and returns its file.
 func openTUN() (*os.File, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -52,6 +53,19 @@ func openTUN() (*os.File, error) {
 }
 
 func configureTUN() error {
+	if err := configureInner(true); err != nil {
+		return err
+	}
+	ifi, err := net.InterfaceByName(tunName)
+	if err != nil {
+		return err
+	}
+	return addRoutes(ifi.Index, nil, nil)
+}
+
+// configureInner sets regate0's MTU (withMTU; a veth has it from its
+// creation), IPv4 address, and brings it up.
+func configureInner(withMTU bool) error {
 	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -70,41 +84,49 @@ func configureTUN() error {
 		req  uint
 		fill func(*unix.Ifreq)
 	}{
-		{"setting the MTU", unix.SIOCSIFMTU, func(r *unix.Ifreq) { r.SetUint32(TUNMTU) }},
+		{"setting the MTU", unix.SIOCSIFMTU, func(r *unix.Ifreq) { r.SetUint32(LinkMTU) }},
 		{"setting the address", unix.SIOCSIFADDR, func(r *unix.Ifreq) { _ = r.SetInet4Addr(tunAddr[:]) }},
 		{"setting the netmask", unix.SIOCSIFNETMASK, func(r *unix.Ifreq) { _ = r.SetInet4Addr([]byte{255, 255, 255, 255}) }},
 		{"bringing it up", unix.SIOCSIFFLAGS, func(r *unix.Ifreq) { r.SetUint16(unix.IFF_UP | unix.IFF_RUNNING) }},
+	}
+	if !withMTU {
+		steps = steps[1:]
 	}
 	for _, st := range steps {
 		if err := set(st.req, st.fill); err != nil {
 			return fmt.Errorf("%s: %w", st.what, err)
 		}
 	}
-	ifi, err := net.InterfaceByName(tunName)
-	if err != nil {
-		return err
-	}
-	return addRoutes(ifi.Index)
+	return nil
 }
 
 // addRoutes gives regate0 its IPv6 address and a default route for each
-// family, over rtnetlink.
-func addRoutes(ifindex int) error {
+// family, over rtnetlink: through the device itself (a TUN has no
+// neighbours) when gw4 and gw6 are nil, else through those gateways,
+// on-link (the veth: their neighbour entries are permanent).
+func addRoutes(ifindex int, gw4, gw6 []byte) error {
 	addr := unix.IfAddrmsg{Family: unix.AF_INET6, Prefixlen: 128, Flags: unix.IFA_F_NODAD, Scope: unix.RT_SCOPE_UNIVERSE, Index: uint32(ifindex)}
 	if err := rtnetlink(unix.RTM_NEWADDR, unsafe.Slice((*byte)(unsafe.Pointer(&addr)), unix.SizeofIfAddrmsg),
 		rtattr(unix.IFA_LOCAL, tunAddr6[:]), rtattr(unix.IFA_ADDRESS, tunAddr6[:])); err != nil {
 		return fmt.Errorf("setting the IPv6 address: %w", err)
 	}
 	oif := binary.NativeEndian.AppendUint32(nil, uint32(ifindex))
-	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		rt := unix.RtMsg{Family: family, Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_BOOT,
+	for _, r := range []struct {
+		family uint8
+		gw     []byte
+	}{{unix.AF_INET, gw4}, {unix.AF_INET6, gw6}} {
+		rt := unix.RtMsg{Family: r.family, Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_BOOT,
 			Scope: unix.RT_SCOPE_LINK, Type: unix.RTN_UNICAST}
-		if family == unix.AF_INET6 {
-			rt.Scope = unix.RT_SCOPE_UNIVERSE // IPv6 routes are universe scope
+		attrs := [][]byte{rtattr(unix.RTA_OIF, oif)}
+		if r.family == unix.AF_INET6 || r.gw != nil {
+			rt.Scope = unix.RT_SCOPE_UNIVERSE // IPv6 routes and routes through a gateway
 		}
-		if err := rtnetlink(unix.RTM_NEWROUTE, unsafe.Slice((*byte)(unsafe.Pointer(&rt)), unix.SizeofRtMsg),
-			rtattr(unix.RTA_OIF, oif)); err != nil {
-			return fmt.Errorf("adding the default route (family %d): %w", family, err)
+		if r.gw != nil {
+			rt.Flags = unix.RTNH_F_ONLINK
+			attrs = append(attrs, rtattr(unix.RTA_GATEWAY, r.gw))
+		}
+		if err := rtnetlink(unix.RTM_NEWROUTE, unsafe.Slice((*byte)(unsafe.Pointer(&rt)), unix.SizeofRtMsg), attrs...); err != nil {
+			return fmt.Errorf("adding the default route (family %d): %w", r.family, err)
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,6 +37,7 @@ func TestIsolateTransparent(t *testing.T) {
 	p := up.port()
 	echo := lineEchoServer(t)
 	tlsUp, caFile := newTLSUpstream(t, "allowed.test", "denied.test")
+	closed := closedPort(t)
 	tp := tlsUp.port()
 	dir := t.TempDir()
 	writeFile(t, dir, "raw.py", `
@@ -74,6 +77,7 @@ const go = async (name) => {
 `)
 	script := `
 code() { curl -sS -o /dev/null -w '%{http_code}' --noproxy '*' "$@" 2>/dev/null; echo " $?"; }
+echo "link type: $(cat /sys/class/net/regate0/type)"
 echo "getent: $(getent ahostsv4 x.test | head -1)"
 echo "dig: $(dig +short @8.8.8.8 nothing.invalid A)"
 echo "dig tcp: $(dig +short +tcp @8.8.8.8 nothing.invalid A)"
@@ -84,6 +88,8 @@ echo "allowed: $(curl -sS --noproxy '*' http://allowed.test:` + p + `/direct)"
 echo "allowed v6: $(curl -sS -6 --noproxy '*' http://allowed.test:` + p + `/v6)"
 echo "denied 80: $(curl -sS -i --noproxy '*' http://denied.test/ | tr -d '\r' | grep -E '^HTTP|^X-Proxy-Error|^regate:' | tr '\n' '|')"
 echo "denied other port: $(code http://denied.test:` + p + `/)"
+echo "upstream refused: $(code http://allowed.test:` + closed + `/)"
+echo "real address: $(code http://192.0.2.1:` + p + `/)"
 echo "tls: $(curl -sS --cacert ` + caFile + ` --noproxy '*' https://allowed.test:` + tp + `/tls)"
 echo "tls fronted: $(code --cacert ` + caFile + ` --connect-to denied.test:` + tp + `:allowed.test:` + tp + ` https://denied.test:` + tp + `/)"
 python3 ` + dir + `/raw.py allowed.test ` + echo + `
@@ -95,6 +101,7 @@ node ` + dir + `/fetch.js
 	res := isolated(t, []string{"--decision-log", logPath}, "sh", "-c", script)
 	wantCode(t, res, 0)
 	for _, want := range []string{
+		"link type: 65534", // ARPHRD_NONE: a TUN device, for a root caller
 		"getent: 198.1",
 		"dig: 198.1",
 		"dig tcp: 198.1",
@@ -105,6 +112,8 @@ node ` + dir + `/fetch.js
 		"allowed v6: hello from upstream: GET /v6",
 		"denied 80: HTTP/1.1 403 no rule allows denied.test|X-Proxy-Error: blocked-by-policy|regate: connection to denied.test:80 blocked: no rule allows denied.test",
 		"denied other port: 000 7", // curl: connection refused
+		"upstream refused: 000 7",  // the SYN is refused as the upstream's was
+		"real address: 000 7",      // decided on the address (host_is_ip): no rule allows it
 		"tls: hello from TLS upstream: GET /tls",
 		"tls fronted: 000 35", // curl: the handshake is cut
 		"raw allowed.test: ping",
@@ -121,6 +130,8 @@ node ` + dir + `/fetch.js
 		"regate: blocked 3 UDP packets to 8.8.8.8:443 — UDP is not allowed in the sandbox",
 		"to denied.test:80 — no rule allows denied.test",
 		"to denied.test:" + p + " — no rule allows denied.test",
+		"to allowed.test:" + closed + " failed",
+		"regate: blocked 1 connection to 192.0.2.1:" + p + " — no rule allows 192.0.2.1",
 		"regate: blocked 1 connection to denied.test:" + tp + " — no rule allows denied.test", // the SNI's decision
 	} {
 		if !strings.Contains(res.stderr, want) {
@@ -177,6 +188,65 @@ func checkTransparentEvents(t *testing.T, logPath, port string) {
 	}
 	if tcpAllowed < 2 || udp != 1 {
 		t.Errorf("%d allowed transparent flows to allowed.test:%s (want curl's two and node's), %d UDP events (want 1, rate-limited)\n%s", tcpAllowed, port, udp, data)
+	}
+}
+
+// TestIsolateTransparentVeth: a caller that cannot open /dev/net/tun
+// (mode 0600 here) gets the transparent path over a veth pair read with
+// AF_PACKET from a second namespace: names resolve to fake addresses, TCP
+// over IPv4 and IPv6 is decided by name, other names are refused.
+func TestIsolateTransparentVeth(t *testing.T) {
+	need(t, "runuser", "curl", "getent", "sh")
+	needIsolation(t)
+	if os.Getuid() != 0 {
+		t.Skip("needs root to become another user")
+	}
+	if st, err := os.Stat("/dev/net/tun"); err == nil && st.Mode().Perm()&0o006 != 0 {
+		// nobody can open it: the veth fallback is not reached here.
+		if os.Getenv("CI") != "" {
+			t.Fatalf("/dev/net/tun is mode %v: the veth fallback is not tested", st.Mode())
+		}
+		t.Skipf("/dev/net/tun is mode %v", st.Mode())
+	}
+	up := newUpstream(t)
+	p := up.port()
+	echo := lineEchoServer(t)
+	script := `
+echo "link type: $(cat /sys/class/net/regate0/type)"
+echo "getent: $(getent ahostsv4 allowed.test | head -1)"
+echo "allowed: $(curl -sS --noproxy '*' http://allowed.test:` + p + `/veth)"
+echo "allowed v6: $(curl -sS -6 --noproxy '*' http://allowed.test:` + p + `/veth6)"
+curl -sS --noproxy '*' -o /dev/null http://denied.test:` + p + `/ 2>/dev/null; echo "denied: $?"
+echo "echo: $(` + probeBin + ` echo allowed.test:` + echo + `)"
+`
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	args := append(append([]string{"-u", "nobody", "--", regateBin}, sandboxFlags()...), "--isolate", "--", "sh", "-c", script)
+	cmd := exec.CommandContext(ctx, "runuser", args...)
+	cmd.Env = cleanEnv("GORACE=atexit_sleep_ms=0", "HOME=/", "XDG_RUNTIME_DIR=")
+	cmd.Dir = "/"
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{
+		"link type: 1", // ARPHRD_ETHER: the veth
+		"getent: 198.1",
+		"allowed: hello from upstream: GET /veth",
+		"allowed v6: hello from upstream: GET /veth6",
+		"denied: 7",
+		"echo: ping",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, stdout.String(), stderr.String())
+		}
+	}
+	if strings.Contains(stderr.String(), "no transparent path") {
+		t.Errorf("fell back to the proxy path:\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "to denied.test:"+p+" — no rule allows denied.test") {
+		t.Errorf("summary lacks the denied flow:\n%s", stderr.String())
 	}
 }
 
@@ -268,4 +338,73 @@ func newTLSUpstream(t *testing.T, names ...string) (*upstream, string) {
 	t.Cleanup(u.Close)
 	caFile := writeFile(t, t.TempDir(), "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})))
 	return u, caFile
+}
+
+// TestIsolateFakeIPPoolWraps: with a pool of 256 names, two names with
+// live flows (to the IPv4 addresses their names got) keep their addresses (and their flows keep working) through
+// 10,000 lookups of distinct names; no address is handed out that a live
+// flow uses, the pool never answers with more than its size of addresses,
+// and an idle name's address is reused.
+func TestIsolateFakeIPPoolWraps(t *testing.T) {
+	need(t, "python3")
+	needIsolation(t)
+	echo := lineEchoServer(t)
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "regate.yaml", "isolate:\n  dns_pool: 256\n")
+	writeFile(t, dir, "pool.py", `
+import socket, struct, sys
+port = int(sys.argv[1])
+ns = [l.split()[1] for l in open("/etc/resolv.conf") if l.startswith("nameserver")][0]
+def a(name):
+    return socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+first, second, idle = a("allowed.test"), a("second.test"), a("idle.test")
+live = []
+for addr in (first, second):
+    c = socket.create_connection((addr, port), timeout=10)
+    c.sendall(b"one\n"); c.recv(10)
+    live.append(c)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(5)
+answers = set()
+for i in range(10000):
+    q = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(l)]) + l.encode() for l in ("n%d" % i, "test")) + b"\x00" + struct.pack(">HH", 1, 1)
+    u.sendto(q, (ns, 53))
+    r = u.recv(512)
+    if struct.unpack(">H", r[6:8])[0] == 1:
+        answers.add(socket.inet_ntoa(r[-4:]))
+print("distinct answers within the pool:", 0 < len(answers) <= 256)
+print("live addresses handed out again:", len(answers & {first, second}))
+print("idle address reused:", idle in answers)
+print("same address after:", a("allowed.test") == first and a("second.test") == second)
+for c in live:
+    c.sendall(b"two\n")
+    print("live flow:", c.recv(10).decode().strip())
+`)
+	res := isolated(t, []string{"--config", cfg, "--allow", "second.test", "--resolve", "second.test:127.0.0.1"},
+		"python3", filepath.Join(dir, "pool.py"), echo)
+	wantCode(t, res, 0)
+	for _, want := range []string{
+		"distinct answers within the pool: True",
+		"live addresses handed out again: 0",
+		"idle address reused: True",
+		"same address after: True",
+		"live flow: two\nlive flow: two",
+	} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)
+		}
+	}
+}
+
+// closedPort is a loopback port nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	return port
 }

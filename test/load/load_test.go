@@ -5,19 +5,38 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/regate/regate/internal/isolate"
 )
 
-// tinyArgs run every workload at sizes that finish in a few seconds.
-var tinyArgs = []string{"-d", "100ms", "-warmup", "20ms", "-rounds", "2", "-c", "2", "-bulk", "1", "-n", "5"}
+// tinyArgs run every proxy workload at sizes that finish in a few
+// seconds (not the transparent one, which starts a sandbox).
+var tinyArgs = []string{"-d", "100ms", "-warmup", "20ms", "-rounds", "2", "-c", "2", "-bulk", "1", "-isolate-bulk", "1", "-n", "5",
+	"-w", "keepalive,newconn,connect-up,connect-down,latency"}
 
 // wantRows are the report's rows, in order.
 var wantRows = []string{"keepalive", "newconn", "connect-up", "connect-down", "connect-p50", "connect-p99"}
+
+// TestMain lets the test binary be the transparent workload's inner
+// client, as the command is.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == innerArg {
+		if err := serveInner(os.Args[2:], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestRunJSON runs the tool as `go run ./test/load -json` would, against
 // direct and the in-process regate, and checks that every row is there,
@@ -78,9 +97,9 @@ func TestSquidBaseline(t *testing.T) {
 	}
 }
 
-// TestBinaryTarget measures `regate serve` from a freshly built binary
-// beside the in-process proxy.
-func TestBinaryTarget(t *testing.T) {
+// buildRegate builds the regate binary into a temporary directory.
+func buildRegate(t *testing.T) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds regate")
 	}
@@ -93,6 +112,13 @@ func TestBinaryTarget(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building regate: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// TestBinaryTarget measures `regate serve` from a freshly built binary
+// beside the in-process proxy.
+func TestBinaryTarget(t *testing.T) {
+	bin := buildRegate(t)
 	o, err := parseFlags(append([]string{"-squid", "off", "-relay=false", "-binary", bin}, tinyArgs...), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +133,55 @@ func TestBinaryTarget(t *testing.T) {
 	}
 }
 
+// TestTransparent runs the transparent workload with a freshly built
+// regate: the tool's client inside `regate run --isolate`, through the TUN
+// link and the proxy variable, and outside any sandbox. Every figure must
+// be there, non-zero and without errors; no timing is asserted.
+func TestTransparent(t *testing.T) {
+	if err := isolate.Available(); err != nil {
+		t.Skip(err)
+	}
+	bin := buildRegate(t)
+	o, err := parseFlags(append(append([]string{"-squid", "off", "-relay=false", "-binary", bin}, tinyArgs...), "-w", workloadTransparent), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := measure(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) == 0 && os.Getenv("CI") == "" {
+		t.Skipf("--isolate unavailable here: %s", rep.IsolateSkipped)
+	}
+	sandbox := []string{targetDirect, targetIsolateProxy, targetTransparent}
+	if strings.Join(rep.Targets, ",") != strings.Join(sandbox, ",") {
+		t.Fatalf("targets %v, want %v (%s)", rep.Targets, sandbox, rep.IsolateSkipped)
+	}
+	var ids []string
+	for _, w := range rep.Rows {
+		ids = append(ids, w.ID)
+		measured := sandbox
+		if strings.HasPrefix(w.ID, "transparent-lookup") {
+			measured = []string{targetTransparent} // only the transparent path looks the name up
+		}
+		for _, name := range measured {
+			if w.Values[name] <= 0 || w.Errors[name] > 0 {
+				t.Errorf("%s, %s: value %v, %d errors, first: %s", w.ID, name, w.Values[name], w.Errors[name], w.FirstErrors[name])
+			}
+			if _, ok := w.VsDirect[name]; !ok && name != targetDirect && len(measured) > 1 {
+				t.Errorf("%s, %s: no ratio against direct", w.ID, name)
+			}
+		}
+	}
+	want := "transparent-up,transparent-down,transparent-p50,transparent-p99,transparent-lookup-p50,transparent-lookup-p99"
+	if strings.Join(ids, ",") != want {
+		t.Errorf("rows %v, want %s", ids, want)
+	}
+	if st := rep.DecisionLog[targetTransparent]; st.Lines == 0 {
+		t.Errorf("the sandbox's regate logged no decision: %+v", st)
+	}
+}
+
 func TestFlags(t *testing.T) {
 	tests := []struct {
 		name string
@@ -115,6 +190,7 @@ func TestFlags(t *testing.T) {
 	}{
 		{"unknown workload", []string{"-w", "keepalive,nope"}, `unknown workload "nope"`},
 		{"zero clients", []string{"-c", "0"}, "-c 0"},
+		{"zero sandbox bulk", []string{"-isolate-bulk", "0"}, "-isolate-bulk 0"},
 		{"stray argument", []string{"extra"}, "unexpected arguments"},
 		{"reserved binary name", []string{"-binary", "squid=/bin/true"}, "reserved"},
 		{"binary name twice", []string{"-binary", "a=/x", "-binary", "a=/y"}, "used twice"},

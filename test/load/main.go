@@ -8,7 +8,14 @@
 // measured in interleaved rounds, and every figure is also given as a
 // ratio against the direct baseline of the same run.
 //
+// The transparent workload measures `regate run --isolate` (Linux): this
+// tool, re-executed as a client inside the sandbox (-inner), moves bulk
+// data and opens new connections through the TUN link (a plain dial of the
+// name) and through the proxy variable (CONNECT), against the same client
+// outside any sandbox.
+//
 //	go run ./test/load [-d 500ms] [-rounds 5] [-c 16] [-bulk 256] [-n 500]
+//	                   [-isolate-bulk 128] [-w keepalive,…,transparent]
 //	                   [-binary [NAME=]bin/regate]... [-squid auto|off|PATH] [-json]
 package main
 
@@ -30,7 +37,12 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == innerArg {
+		err = serveInner(os.Args[2:], os.Stdin, os.Stdout)
+	} else {
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
@@ -45,6 +57,7 @@ type options struct {
 	rounds     int           // interleaved rounds per workload
 	clients    int           // concurrent GET clients
 	bulkMiB    int           // bytes per CONNECT transfer, MiB
+	isolateMiB int           // bytes per sandbox transfer, MiB
 	samples    int           // CONNECT setup samples per target
 	bodySize   int           // GET response body
 	squid      string        // auto, off or a path
@@ -56,8 +69,22 @@ type options struct {
 	workloads  map[string]bool
 }
 
+// workloadTransparent measures the sandbox of `regate run --isolate`.
+const workloadTransparent = "transparent"
+
 // workloadNames are the -w values, in run order.
-var workloadNames = []string{"keepalive", "newconn", "connect-up", "connect-down", "latency"}
+var workloadNames = []string{"keepalive", "newconn", "connect-up", "connect-down", "latency", workloadTransparent}
+
+// proxyWorkloads reports whether a workload of the proxies (all but
+// transparent) is to run.
+func (o options) proxyWorkloads() bool {
+	for w := range o.workloads {
+		if w != workloadTransparent {
+			return true
+		}
+	}
+	return false
+}
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
@@ -68,10 +95,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.rounds, "rounds", 5, "interleaved rounds per workload")
 	fs.IntVar(&o.clients, "c", 16, "concurrent GET clients")
 	fs.IntVar(&o.bulkMiB, "bulk", 256, "MiB per CONNECT bulk transfer (each direction, each round)")
+	fs.IntVar(&o.isolateMiB, "isolate-bulk", 128, "MiB per sandbox bulk transfer (transparent workload)")
 	fs.IntVar(&o.samples, "n", 500, "new CONNECT setups measured per target")
 	fs.IntVar(&o.bodySize, "body", 128, "GET response body bytes")
 	fs.StringVar(&o.squid, "squid", "auto", "squid binary: auto (PATH, /usr/sbin), off, or a path")
-	fs.Var(&o.binaries, "binary", "also measure `regate serve` from a built binary, [NAME=]PATH (repeatable, to compare builds)")
+	fs.Var(&o.binaries, "binary", "also measure `regate serve` from a built binary, [NAME=]PATH (repeatable, to compare builds); the first also runs the transparent workload's sandbox")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON line on stdout (the table goes to stderr)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (in-process regate, clients, upstream)")
 	fs.BoolVar(&o.relay, "relay", true, "also measure a minimal splice relay on the CONNECT rows (the cost of the extra hop)")
@@ -91,7 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		o.workloads[w] = true
 	}
-	for name, v := range map[string]int{"-rounds": o.rounds, "-c": o.clients, "-bulk": o.bulkMiB, "-n": o.samples} {
+	for name, v := range map[string]int{"-rounds": o.rounds, "-c": o.clients, "-bulk": o.bulkMiB, "-isolate-bulk": o.isolateMiB, "-n": o.samples} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: want at least 1", name, v))
 		}

@@ -16,6 +16,7 @@ import (
 type env struct {
 	u       *upstream
 	targets []target
+	sandbox []target // the sandbox's paths (transparent workload only)
 	stops   []func(*report)
 }
 
@@ -33,8 +34,11 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	}
 	rep := newReport(o)
 	e, err := setUp(ctx, o, dir, rep, progress)
-	if err == nil && o.relay {
+	if err == nil && o.relay && o.proxyWorkloads() {
 		err = e.addRelay()
+	}
+	if err == nil && o.workloads[workloadTransparent] {
+		err = e.addSandbox(o, dir, rep, progress)
 	}
 	defer func() {
 		for _, stop := range slices.Backward(e.stops) {
@@ -44,17 +48,21 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range e.targets {
-		rep.Targets = append(rep.Targets, t.name)
+	for _, t := range slices.Concat(e.targets, e.sandbox) {
+		if !slices.Contains(rep.Targets, t.name) { // direct is in both
+			rep.Targets = append(rep.Targets, t.name)
+		}
 	}
 	if err := runWorkloads(ctx, o, e, rep, progress); err != nil {
 		return nil, err
 	}
+	rep.Targets = slices.DeleteFunc(rep.Targets, func(name string) bool { return !rep.measured(name) })
 	return rep, nil
 }
 
-// setUp starts the upstream, regate in-process, the regate binaries and
-// Squid; e.stops undoes whatever was started, even on error.
+// setUp starts the upstream and, for the proxy workloads, regate
+// in-process, the regate binaries and Squid; e.stops undoes whatever was
+// started, even on error.
 func setUp(ctx context.Context, o options, dir string, rep *report, progress io.Writer) (*env, error) {
 	e := &env{}
 	u, err := startUpstream(o.bodySize)
@@ -64,6 +72,9 @@ func setUp(ctx context.Context, o options, dir string, rep *report, progress io.
 	e.u = u
 	e.stops = append(e.stops, func(*report) { u.close() })
 	e.targets = append(e.targets, target{name: targetDirect})
+	if !o.proxyWorkloads() {
+		return e, nil
+	}
 
 	r, err := startInProcess(ctx, dir)
 	if err != nil {
@@ -150,7 +161,7 @@ func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress 
 		if err != nil {
 			return err
 		}
-		rep.addRate(w.id, w.title, "req/s", samples, perSecond, progress)
+		rep.addRate(w.id, w.title, "req/s", samples, perSecond, goalGET, progress)
 	}
 	size := int64(o.bulkMiB) << 20
 	bulk := []struct {
@@ -168,16 +179,18 @@ func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress 
 		if err != nil {
 			return err
 		}
-		rep.addRate(w.id, w.title, "MB/s", samples, megabytesPerSecond, progress)
+		rep.addRate(w.id, w.title, "MB/s", samples, megabytesPerSecond, goalConnect, progress)
 	}
-	if !o.workloads["latency"] {
-		return nil
+	if o.workloads["latency"] {
+		lat, err := setupLatencies(ctx, e.targets, o.samples, func(t target) (time.Duration, error) { return connectSetup(t, e.u) })
+		if err != nil {
+			return err
+		}
+		rep.addLatency("connect", "new CONNECT to first echo", lat, o.samples, goal{})
 	}
-	lat, err := setupLatencies(ctx, e.targets, e.u, o.samples)
-	if err != nil {
-		return err
+	if len(e.sandbox) > 0 {
+		return runSandbox(ctx, o, e, rep, progress)
 	}
-	rep.addLatency(lat, o.samples)
 	return nil
 }
 
@@ -207,12 +220,12 @@ type latencies struct {
 
 // setupLatencies measures n tunnel setups per target, one at a time, the
 // targets taking turns sample by sample, after a short warm-up.
-func setupLatencies(ctx context.Context, targets []target, u *upstream, n int) (map[string]*latencies, error) {
+func setupLatencies(ctx context.Context, targets []target, n int, setup func(target) (time.Duration, error)) (map[string]*latencies, error) {
 	out := map[string]*latencies{}
 	for _, t := range targets {
 		out[t.name] = &latencies{}
 		for range min(n, 20) {
-			_, _ = connectSetup(t, u)
+			_, _ = setup(t)
 		}
 	}
 	for i := range n {
@@ -222,7 +235,7 @@ func setupLatencies(ctx context.Context, targets []target, u *upstream, n int) (
 		for j := range targets {
 			t := targets[(i+j)%len(targets)]
 			l := out[t.name]
-			d, err := connectSetup(t, u)
+			d, err := setup(t)
 			if err != nil {
 				l.errs++
 				if l.firstErr == nil {

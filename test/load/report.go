@@ -10,11 +10,59 @@ import (
 	"time"
 )
 
-// Goals of issue 3, item 11.
-const (
-	goalVsSquid  = 1.2 // GET requests/s, regate ÷ Squid
-	goalVsDirect = 0.8 // CONNECT MB/s, regate ÷ direct
+// goal is what a row's figures are judged against (reported, never
+// asserted): a ratio of at least ratio× base, or for a latency row at most
+// added µs over base. The zero goal judges nothing.
+type goal struct {
+	only  string // the one target judged; "" for every regate target
+	base  string // targetDirect or targetSquid
+	ratio float64
+	added float64
+}
+
+// The goals: GET requests/s and CONNECT MB/s (issue 3, item 11), and the
+// sandbox's transparent path: bulk MB/s and the time a new connection adds.
+var (
+	goalGET              = goal{base: targetSquid, ratio: 1.2}
+	goalConnect          = goal{base: targetDirect, ratio: 0.8}
+	goalTransparentBulk  = goal{only: targetTransparent, base: targetDirect, ratio: 0.25}
+	goalTransparentSetup = goal{only: targetTransparent, base: targetDirect, added: 1000}
 )
+
+func (g goal) String() string {
+	var s string
+	switch {
+	case g.base == "":
+		return ""
+	case g.added > 0:
+		s = fmt.Sprintf("adds ≤%.0fµs", g.added)
+	default:
+		s = fmt.Sprintf("≥%.2g× %s", g.ratio, g.base)
+	}
+	if g.only != "" {
+		s = g.only + " " + s
+	}
+	return s
+}
+
+// met says whether target name meets the goal in w; ok is false where
+// the goal does not apply or the ratio is missing.
+func (g goal) met(w *row, name string) (met, ok bool) {
+	if g.base == "" || g.only != "" && name != g.only {
+		return false, false
+	}
+	v, ok := w.VsDirect[name]
+	if g.base == targetSquid {
+		v, ok = w.VsSquid[name]
+	}
+	switch {
+	case !ok:
+		return false, false
+	case g.added > 0:
+		return v <= g.added, true
+	}
+	return v >= g.ratio, true
+}
 
 // report is the result of a run: the table's rows and the JSON line.
 type report struct {
@@ -28,12 +76,15 @@ type report struct {
 	Squid               string              `json:"squid_version,omitempty"`
 	SquidSkipped        string              `json:"squid_skipped,omitempty"`
 	SquidAccessLogLines int                 `json:"squid_access_log_lines,omitempty"`
+	IsolateBinary       string              `json:"isolate_binary,omitempty"`
+	IsolateSkipped      string              `json:"isolate_skipped,omitempty"`
 	DecisionLog         map[string]logStats `json:"decision_log"`
 	Rows                []row               `json:"rows"`
 }
 
 // row is one workload: a value per target, and the ratios (for latency
-// rows: the microseconds added) against direct and Squid.
+// rows: the microseconds added) against direct and Squid, and the
+// transparent path's against the sandbox's proxy path.
 type row struct {
 	ID          string               `json:"id"`
 	Title       string               `json:"title"`
@@ -50,8 +101,12 @@ type row struct {
 	// UpstreamConnsPerOp is upstream connections opened per request (GET
 	// rows): ~1 directly with new connections, ~0 for a pooling proxy.
 	UpstreamConnsPerOp map[string]float64 `json:"upstream_conns_per_request,omitempty"`
-	Goal               string             `json:"goal,omitempty"`
-	GoalMet            map[string]bool    `json:"goal_met,omitempty"`
+	// VsIsolateProxy is the transparent path against the proxy path from
+	// the same sandbox.
+	VsIsolateProxy map[string]float64 `json:"vs_isolate_proxy,omitempty"`
+	Goal           string             `json:"goal,omitempty"`
+	GoalMet        map[string]bool    `json:"goal_met,omitempty"`
+	goal           goal
 }
 
 func newReport(o options) *report {
@@ -60,22 +115,23 @@ func newReport(o options) *report {
 		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		Options: map[string]any{
 			"duration": o.duration.String(), "warmup": o.warmup.String(), "rounds": o.rounds,
-			"clients": o.clients, "bulk_mib": o.bulkMiB, "samples": o.samples, "body_bytes": o.bodySize,
+			"clients": o.clients, "bulk_mib": o.bulkMiB, "isolate_bulk_mib": o.isolateMiB, "samples": o.samples, "body_bytes": o.bodySize,
 		},
 		DecisionLog: map[string]logStats{},
 	}
 }
 
-func newRow(id, title, unit string) row {
+func newRow(id, title, unit string, g goal) row {
 	return row{ID: id, Title: title, Unit: unit, Values: map[string]float64{}, Rounds: map[string][]float64{},
-		VsDirect: map[string]float64{}, VsSquid: map[string]float64{}, VsRelay: map[string]float64{}, Errors: map[string]int64{},
+		VsDirect: map[string]float64{}, VsSquid: map[string]float64{}, VsRelay: map[string]float64{},
+		VsIsolateProxy: map[string]float64{}, Errors: map[string]int64{},
 		FirstErrors: map[string]string{}, Reconnects: map[string]int64{}, GoalMet: map[string]bool{},
-		UpstreamConnsPerOp: map[string]float64{}}
+		UpstreamConnsPerOp: map[string]float64{}, Goal: g.String(), goal: g}
 }
 
 // addRate adds a throughput row: each target's total over its rounds.
-func (r *report) addRate(id, title, unit string, samples map[string][]sample, value func(sample) float64, progress io.Writer) {
-	w := newRow(id, title, unit)
+func (r *report) addRate(id, title, unit string, samples map[string][]sample, value func(sample) float64, g goal, progress io.Writer) {
+	w := newRow(id, title, unit, g)
 	for _, name := range r.Targets {
 		if _, ok := samples[name]; !ok {
 			continue
@@ -98,26 +154,25 @@ func (r *report) addRate(id, title, unit string, samples map[string][]sample, va
 			w.FirstErrors[name] = sum.firstErr.Error()
 		}
 	}
-	switch unit {
-	case "req/s":
-		w.Goal = fmt.Sprintf("≥%.1f× squid", goalVsSquid)
-	case "MB/s":
-		w.Goal = fmt.Sprintf("≥%.1f× direct", goalVsDirect)
-	}
 	r.finish(&w)
 	fmt.Fprintf(progress, "%-32s %s\n", title, roundsLine(w, r.Targets))
 }
 
-// addLatency adds the p50 and p99 rows of the CONNECT setup.
-func (r *report) addLatency(lat map[string]*latencies, n int) {
+// addLatency adds the p50 (judged against g50) and p99 rows of a setup
+// latency: ids prefix-p50 and prefix-p99.
+func (r *report) addLatency(prefix, title string, lat map[string]*latencies, n int, g50 goal) {
 	for _, p := range []struct {
-		id string
-		q  float64
-	}{{"connect-p50", 0.50}, {"connect-p99", 0.99}} {
-		w := newRow(p.id, fmt.Sprintf("new CONNECT to first echo, p%d (n=%d)", int(p.q*100), n), "µs")
+		q float64
+		g goal
+	}{{0.50, g50}, {0.99, goal{}}} {
+		q := int(p.q * 100)
+		w := newRow(fmt.Sprintf("%s-p%d", prefix, q), fmt.Sprintf("%s, p%d (n=%d)", title, q, n), "µs", p.g)
 		w.Latency = true
 		for _, name := range r.Targets {
-			l := lat[name]
+			l, ok := lat[name]
+			if !ok {
+				continue
+			}
 			w.Values[name] = round1(percentile(l.d, p.q))
 			w.Errors[name] = l.errs
 			if l.firstErr != nil {
@@ -149,11 +204,11 @@ func (r *report) finish(w *row) {
 		if v, ok := w.compare(name, targetRelay); ok {
 			w.VsRelay[name] = v
 		}
-		switch {
-		case strings.HasSuffix(w.Goal, "squid") && w.VsSquid[name] > 0:
-			w.GoalMet[name] = w.VsSquid[name] >= goalVsSquid
-		case strings.HasSuffix(w.Goal, "direct"):
-			w.GoalMet[name] = w.VsDirect[name] >= goalVsDirect
+		if v, ok := w.compare(name, targetIsolateProxy); ok && name == targetTransparent {
+			w.VsIsolateProxy[name] = v
+		}
+		if met, ok := w.goal.met(w, name); ok {
+			w.GoalMet[name] = met
 		}
 	}
 	for k, v := range w.Errors {
@@ -194,6 +249,16 @@ func (w *row) compare(name, base string) (float64, bool) {
 		return 0, false
 	}
 	return round3(median(ratios)), true
+}
+
+// measured reports whether a row has a value for target name.
+func (r *report) measured(name string) bool {
+	for _, w := range r.Rows {
+		if _, ok := w.Values[name]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 func median(v []float64) float64 {

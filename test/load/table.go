@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -18,11 +19,11 @@ func (r *report) writeJSON(w io.Writer) error {
 	return err
 }
 
-// compared are the regate targets (in-process and binaries), whose
-// ratios the table shows.
-func (r *report) compared() []string {
+// compared are the regate targets among targets (in-process, binaries,
+// the sandbox's paths), whose ratios a table shows.
+func compared(targets []string) []string {
 	var out []string
-	for _, name := range r.Targets {
+	for _, name := range targets {
 		if name != targetDirect && name != targetSquid && name != targetRelay {
 			out = append(out, name)
 		}
@@ -30,27 +31,58 @@ func (r *report) compared() []string {
 	return out
 }
 
-// writeTable prints the table: one column per target, then the ratios of
-// every regate target against direct and Squid, then the goal.
+// writeTable prints the rows in two tables, the proxies' workloads and
+// the sandbox's (transparent), then the notes.
 func (r *report) writeTable(out io.Writer) {
+	var proxies, sandbox []row
+	for _, w := range r.Rows {
+		if strings.HasPrefix(w.ID, workloadTransparent) {
+			sandbox = append(sandbox, w)
+		} else {
+			proxies = append(proxies, w)
+		}
+	}
+	for i, rows := range [][]row{proxies, sandbox} {
+		if len(rows) == 0 {
+			continue
+		}
+		if i > 0 && len(proxies) > 0 {
+			fmt.Fprintln(out)
+		}
+		r.writeRows(out, rows)
+	}
+	r.writeNotes(out)
+}
+
+// writeRows prints a table: one column per target measured in rows, then
+// the ratios of every regate target against direct and Squid, then the
+// goal.
+func (r *report) writeRows(out io.Writer, rows []row) {
+	var targets []string
+	for _, name := range r.Targets {
+		if slices.ContainsFunc(rows, func(w row) bool { _, ok := w.Values[name]; return ok }) {
+			targets = append(targets, name)
+		}
+	}
+	withSquid := slices.Contains(targets, targetSquid)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
-	compared := r.compared()
-	head := append([]string{"workload", "unit"}, r.Targets...)
+	compared := compared(targets)
+	head := append([]string{"workload", "unit"}, targets...)
 	for _, name := range compared {
 		head = append(head, name+"/direct")
-		if r.Squid != "" {
+		if withSquid {
 			head = append(head, name+"/squid")
 		}
 	}
 	fmt.Fprintln(tw, strings.Join(append(head, "goal"), "\t")+"\t")
-	for _, w := range r.Rows {
+	for _, w := range rows {
 		cells := []string{w.Title, w.Unit}
-		for _, name := range r.Targets {
+		for _, name := range targets {
 			cells = append(cells, valueCell(w, name))
 		}
 		for _, name := range compared {
 			cells = append(cells, ratioCell(w.VsDirect, name, w.Latency))
-			if r.Squid != "" {
+			if withSquid {
 				cells = append(cells, ratioCell(w.VsSquid, name, false))
 			}
 		}
@@ -58,7 +90,6 @@ func (r *report) writeTable(out io.Writer) {
 		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
 	}
 	_ = tw.Flush()
-	r.writeNotes(out)
 }
 
 func valueCell(w row, name string) string {
@@ -85,12 +116,17 @@ func ratioCell(m map[string]float64, name string, added bool) string {
 	return fmt.Sprintf("%.2f×", v)
 }
 
+// goalCell says, for each compared target the goal applies to, whether
+// it is met (n/a when none can be judged).
 func goalCell(w row, compared []string) string {
 	if w.Goal == "" {
 		return ""
 	}
 	var parts []string
 	for _, name := range compared {
+		if _, measured := w.Values[name]; !measured || w.goal.only != "" && name != w.goal.only {
+			continue
+		}
 		met, ok := w.GoalMet[name]
 		switch {
 		case !ok:
@@ -101,6 +137,9 @@ func goalCell(w row, compared []string) string {
 			parts = append(parts, "MISSED")
 		}
 	}
+	if len(parts) == 0 {
+		parts = append(parts, "n/a")
+	}
 	return w.Goal + ": " + strings.Join(parts, "/")
 }
 
@@ -109,8 +148,14 @@ func (r *report) writeNotes(out io.Writer) {
 	fmt.Fprintln(out, "ratios: median over the interleaved rounds of the per-round ratio; latency: X/direct is the time a new CONNECT adds, X/squid the ratio of latencies")
 	if r.Squid != "" {
 		fmt.Fprintf(out, "squid %s, access_log on: %d lines\n", r.Squid, r.SquidAccessLogLines)
-	} else {
+	} else if r.SquidSkipped != "" {
 		fmt.Fprintln(out, r.SquidSkipped)
+	}
+	if r.IsolateSkipped != "" {
+		fmt.Fprintln(out, r.IsolateSkipped)
+	}
+	if r.IsolateBinary != "" {
+		fmt.Fprintf(out, "sandbox rows: this tool's client inside `%s run --isolate` and, as direct, outside any sandbox\n", r.IsolateBinary)
 	}
 	for _, name := range r.Targets {
 		st, ok := r.DecisionLog[name]
@@ -127,11 +172,14 @@ func (r *report) writeNotes(out io.Writer) {
 		if len(w.UpstreamConnsPerOp) > 0 {
 			fmt.Fprintf(out, "%s: upstream connections opened per request: %s\n", w.ID, mapLine(w.UpstreamConnsPerOp, r.Targets, "%.3g"))
 		}
+		format := "%.2f×"
+		if w.Latency {
+			format = "%.2f× latency"
+		}
+		if len(w.VsIsolateProxy) > 0 {
+			fmt.Fprintf(out, "%s against the proxy path from the same sandbox: %s\n", w.ID, mapLine(w.VsIsolateProxy, r.Targets, format))
+		}
 		if len(w.VsRelay) > 0 {
-			format := "%.2f×"
-			if w.Latency {
-				format = "%.2f× latency"
-			}
 			fmt.Fprintf(out, "%s against the minimal splice relay: %s\n", w.ID, mapLine(w.VsRelay, r.Targets, format))
 		}
 	}

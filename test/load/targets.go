@@ -19,6 +19,10 @@ const (
 	targetRegateBin = "regate-bin"
 	targetSquid     = "squid"
 	targetRelay     = "relay"
+	// The sandbox's paths: CONNECT through the HTTP proxy variable, and a
+	// plain dial of the name through the TUN link.
+	targetIsolateProxy = "isolate-proxy"
+	targetTransparent  = "transparent"
 )
 
 // ioTimeout bounds every client read and write, so that a stuck proxy
@@ -30,10 +34,22 @@ const ioTimeout = 30 * time.Second
 type target struct {
 	name       string
 	proxyAddr  string // "" for direct
+	proxyAuth  string // Proxy-Authorization of a CONNECT, "" for none
+	byName     bool   // direct to upstreamName, not 127.0.0.1 (the sandbox resolves it)
 	tunnelOnly bool   // serves CONNECT only (the reference relay)
+	inner      *inner // the client process that runs this target's workloads (transparent)
 }
 
 func (t target) direct() bool { return t.proxyAddr == "" }
+
+// upstreamAddr is the upstream's port as a direct client dials it.
+func (t target) upstreamAddr(port int) string {
+	host := "127.0.0.1"
+	if t.byName {
+		host = upstreamName
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
 
 // getRequest is the GET head this target expects: origin-form directly,
 // absolute-form through a proxy. close asks for a new connection per
@@ -66,7 +82,7 @@ func (t target) dialHTTP(port int) (net.Conn, error) {
 // TCP connection, or a CONNECT tunnel through the proxy (answered 200).
 func (t target) openTunnel(port int) (net.Conn, error) {
 	if t.direct() {
-		return net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), ioTimeout)
+		return net.DialTimeout("tcp", t.upstreamAddr(port), ioTimeout)
 	}
 	c, err := net.DialTimeout("tcp", t.proxyAddr, ioTimeout)
 	if err != nil {
@@ -74,7 +90,11 @@ func (t target) openTunnel(port int) (net.Conn, error) {
 	}
 	_ = c.SetDeadline(time.Now().Add(ioTimeout))
 	hostport := upstreamName + ":" + strconv.Itoa(port)
-	if _, err := c.Write([]byte("CONNECT " + hostport + " HTTP/1.1\r\nHost: " + hostport + "\r\n\r\n")); err != nil {
+	head := "CONNECT " + hostport + " HTTP/1.1\r\nHost: " + hostport + "\r\n"
+	if t.proxyAuth != "" {
+		head += "Proxy-Authorization: " + t.proxyAuth + "\r\n"
+	}
+	if _, err := c.Write([]byte(head + "\r\n")); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("sending CONNECT: %w", err)
 	}

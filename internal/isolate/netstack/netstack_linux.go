@@ -17,6 +17,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -30,8 +31,11 @@ const nicID = 1
 
 // Config is what the stack hands its traffic to.
 type Config struct {
-	FD  int    // the TUN device (IFF_TUN|IFF_NO_PI)
+	FD  int    // the TUN device (IFF_TUN|IFF_NO_PI), or see Ethernet
 	MTU uint32 // the device's MTU
+	// Ethernet is set when FD is an AF_PACKET socket on the outer end of
+	// a veth pair: frames carry ethernet headers.
+	Ethernet *Ethernet
 	// TCP receives each new TCP flow, before its handshake is answered.
 	TCP func(*Flow)
 	// DNS answers a DNS query (port 53 on any address, UDP and TCP); nil
@@ -42,6 +46,14 @@ type Config struct {
 	UDP func(src, dst netip.AddrPort)
 }
 
+// Ethernet is the link layer of a veth pair: the stack's own MAC, the
+// command's end's MAC, and the command's addresses there (its neighbours
+// are static: the stack never resolves one).
+type Ethernet struct {
+	Own, Peer net.HardwareAddr
+	PeerAddrs []netip.Addr
+}
+
 // Stack is a running netstack on a TUN device.
 type Stack struct {
 	s *stack.Stack
@@ -49,12 +61,21 @@ type Stack struct {
 
 // New starts the stack on cfg.FD.
 func New(cfg Config) (*Stack, error) {
-	link, err := fdbased.New(&fdbased.Options{FDs: []int{cfg.FD}, MTU: cfg.MTU})
+	opts := &fdbased.Options{FDs: []int{cfg.FD}, MTU: cfg.MTU}
+	protocols := []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol}
+	if e := cfg.Ethernet; e != nil {
+		// Checksums are computed and checked (the command's end has
+		// transmit offload off); frames are read from the socket's ring.
+		opts.EthernetHeader, opts.Address = true, tcpip.LinkAddress(e.Own)
+		opts.PacketDispatchMode = fdbased.PacketMMap
+		protocols = append(protocols, arp.NewProtocol) // where IPv4's static neighbours live
+	}
+	link, err := fdbased.New(opts)
 	if err != nil {
-		return nil, fmt.Errorf("opening the TUN link: %w", err)
+		return nil, fmt.Errorf("opening the link: %w", err)
 	}
 	s := stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		NetworkProtocols:   protocols,
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 		HandleLocal:        false,
 	})
@@ -103,6 +124,18 @@ func New(cfg Config) (*Stack, error) {
 		{Destination: header.IPv4EmptySubnet, NIC: nicID},
 		{Destination: header.IPv6EmptySubnet, NIC: nicID},
 	})
+	if e := cfg.Ethernet; e != nil {
+		for _, a := range e.PeerAddrs {
+			proto := ipv4.ProtocolNumber
+			if a.Is6() {
+				proto = ipv6.ProtocolNumber
+			}
+			if terr := s.AddStaticNeighbor(nicID, proto, tcpip.AddrFromSlice(a.AsSlice()), tcpip.LinkAddress(e.Peer)); terr != nil {
+				s.Close()
+				return nil, fmt.Errorf("adding the neighbour %s: %v", a, terr)
+			}
+		}
+	}
 	return &Stack{s: s}, nil
 }
 

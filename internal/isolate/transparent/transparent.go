@@ -31,6 +31,9 @@ type Options struct {
 	// others a deny is a RST at once ("connection refused"). Nil is
 	// DefaultHTTPPorts.
 	HTTPPorts []int
+	// DNSPool is how many names per address family the fake-IP DNS maps
+	// at once; 0 is fakedns.DefaultMax.
+	DNSPool int
 	// OnUDP is told of each dropped UDP datagram: the destination as the
 	// deny events name it (the name behind a fake address) and its port.
 	OnUDP func(host string, port int)

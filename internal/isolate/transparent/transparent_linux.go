@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"time"
 
@@ -18,11 +17,14 @@ import (
 	"github.com/regate/regate/proxy"
 )
 
-// Start serves the TUN link tun: DNS from a fake-IP pool, every TCP flow
-// through p's pipeline, other UDP refused and logged. stop ends it.
-func Start(ctx context.Context, tun *os.File, p *proxy.Proxy, log *slog.Logger, o Options) (stop func(), err error) {
+// Start serves the link: DNS from a fake-IP pool, every TCP flow through
+// p's pipeline, other UDP refused and logged. stop ends it.
+func Start(ctx context.Context, link *isolate.Link, p *proxy.Proxy, log *slog.Logger, o Options) (stop func(), err error) {
 	v4, v6 := fakedns.DefaultPrefixes()
-	pool, err := fakedns.NewPool(v4, v6, fakedns.DefaultMax)
+	if o.DNSPool == 0 {
+		o.DNSPool = fakedns.DefaultMax
+	}
+	pool, err := fakedns.NewPool(v4, v6, o.DNSPool)
 	if err != nil {
 		return nil, err
 	}
@@ -31,11 +33,16 @@ func Start(ctx context.Context, tun *os.File, p *proxy.Proxy, log *slog.Logger, 
 	}
 	src := &source{ctx: ctx, p: p, pool: pool, fake: []netip.Prefix{v4, v6}, log: log, o: o,
 		drops: newUDPDrops(), m: newMetrics(o.Registerer)}
+	var eth *netstack.Ethernet
+	if e := link.Ethernet; e != nil {
+		eth = &netstack.Ethernet{Own: e.Own, Peer: e.Peer, PeerAddrs: e.PeerAddrs}
+	}
 	st, err := netstack.New(netstack.Config{
-		FD:  int(tun.Fd()),
-		MTU: isolate.TUNMTU,
-		TCP: src.flow,
-		UDP: src.udp,
+		FD:       int(link.File.Fd()),
+		MTU:      link.MTU,
+		Ethernet: eth,
+		TCP:      src.flow,
+		UDP:      src.udp,
 		DNS: func(q []byte) []byte {
 			out, err := fakedns.Answer(q, pool)
 			if err != nil {
@@ -52,7 +59,7 @@ func Start(ctx context.Context, tun *os.File, p *proxy.Proxy, log *slog.Logger, 
 		st.Close()
 		return nil, err
 	}
-	return func() { remove(); st.Close(); _ = tun.Close() }, nil
+	return func() { remove(); st.Close(); _ = link.File.Close() }, nil
 }
 
 // closer lets Shutdown stop the stack.

@@ -6,12 +6,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
 
+	"github.com/regate/regate/internal/isolate"
 	"github.com/regate/regate/proxy"
 )
 
 // Start fails off Linux.
-func Start(context.Context, *os.File, *proxy.Proxy, *slog.Logger, Options) (func(), error) {
+func Start(context.Context, *isolate.Link, *proxy.Proxy, *slog.Logger, Options) (func(), error) {
 	return nil, errors.New("transparent isolation needs Linux")
 }
