@@ -54,7 +54,15 @@ func parseProxyAuthorization(v string) (Credentials, error) {
 // allowed, or refused. Sources call it for every connection, so that a
 // bound attempt's expiry is checked on each.
 func (p *Proxy) Identify(c Credentials) (Identity, error) {
-	bound := p.cfg.BoundAttempt
+	return p.identify(c, "")
+}
+
+// identify is Identify on a listener bound to the attempt bound ("": the
+// shared listeners, bound to Config.BoundAttempt if any).
+func (p *Proxy) identify(c Credentials, bound string) (Identity, error) {
+	if bound == "" {
+		bound = p.cfg.BoundAttempt
+	}
 	if c.Sent {
 		if bound != "" && c.User != bound {
 			return Identity{}, fmt.Errorf("%w: credentials of another attempt than the bound one", errAuth)

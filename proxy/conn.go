@@ -16,6 +16,10 @@ type clientConn struct {
 	frames *framing // nil on the SOCKS5 listener
 	gauge  prometheus.Gauge
 	once   sync.Once
+	// bound is the attempt of a listener bound to one (ServeHTTPProxyFor,
+	// ServeSOCKSFor); "" on the shared listeners.
+	bound string
+	set   *connSet // the bound listener's connections; nil on the shared ones
 }
 
 func (c *clientConn) Read(b []byte) (int, error) {
@@ -27,7 +31,12 @@ func (c *clientConn) Read(b []byte) (int, error) {
 }
 
 func (c *clientConn) Close() error {
-	c.once.Do(c.gauge.Dec)
+	c.once.Do(func() {
+		c.gauge.Dec()
+		if c.set != nil {
+			c.set.remove(c)
+		}
+	})
 	return c.Conn.Close()
 }
 
@@ -43,23 +52,37 @@ type clientListener struct {
 	p        *Proxy
 	listener string
 	framing  bool
+	bind     *binding    // nil on the shared listener
 	retry    acceptRetry // net/http retries fewer accept errors
 }
 
 func (l *clientListener) Accept() (net.Conn, error) {
-	c, err := l.retry.accept(l.Listener, l.p.log, l.listener)
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.retry.accept(l.Listener, l.p.log, l.listener)
+		if err != nil {
+			return nil, err
+		}
+		if cc := l.p.newClientConn(c, l.listener, l.framing, l.bind); cc != nil {
+			return cc, nil
+		}
 	}
-	return l.p.newClientConn(c, l.listener, l.framing), nil
 }
 
-func (p *Proxy) newClientConn(c net.Conn, listener string, withFraming bool) *clientConn {
+// newClientConn wraps an accepted connection; nil (the connection
+// closed) when its bound listener has ended.
+func (p *Proxy) newClientConn(c net.Conn, listener string, withFraming bool, b *binding) *clientConn {
 	g := p.m.active.WithLabelValues(listener)
 	g.Inc()
 	cc := &clientConn{Conn: c, gauge: g}
 	if withFraming {
 		cc.frames = newFraming(p.cfg.MaxHeaderBytes)
+	}
+	if b != nil {
+		cc.bound, cc.set = b.attempt, b.conns
+		if !b.conns.add(cc) {
+			_ = cc.Close()
+			return nil
+		}
 	}
 	return cc
 }

@@ -59,8 +59,25 @@ func (g *guard) addOwn(addr net.Addr) {
 	}
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	g.mu.Lock()
-	g.own = append(g.own, ap)
+	if !slices.Contains(g.own, ap) {
+		g.own = append(g.own, ap)
+	}
 	g.mu.Unlock()
+}
+
+// removeOwn forgets one listening address recorded by addOwn (a bound
+// listener that ended).
+func (g *guard) removeOwn(addr net.Addr) {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if i := slices.Index(g.own, ap); i >= 0 {
+		g.own = slices.Delete(g.own, i, i+1)
+	}
 }
 
 // Protect makes the guard refuse addr as it refuses the proxy's own

@@ -23,6 +23,10 @@ import (
 // ServeHTTPProxy serves the HTTP proxy (plain requests and CONNECT) on ln
 // until Shutdown; it returns nil after a graceful shutdown.
 func (p *Proxy) ServeHTTPProxy(ln net.Listener) error {
+	return p.serveHTTPProxy(ln, nil)
+}
+
+func (p *Proxy) serveHTTPProxy(ln net.Listener, b *binding) error {
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(p.serveHTTP),
 		ReadHeaderTimeout: p.cfg.HeaderTimeout,
@@ -36,7 +40,17 @@ func (p *Proxy) ServeHTTPProxy(ln net.Listener) error {
 		_ = ln.Close()
 		return ErrClosed
 	}
-	err := srv.Serve(&clientListener{Listener: ln, p: p, listener: ListenerHTTP, framing: true})
+	err := srv.Serve(&clientListener{Listener: ln, p: p, listener: ListenerHTTP, framing: true, bind: b})
+	if b != nil && !p.isClosing() {
+		// A bound listener ends when it is closed: its server and the
+		// connections it accepted (keep-alive, hijacked) end with it.
+		// (Shutdown drains them instead.)
+		_ = srv.Close()
+		p.endBound(ln, srv, b)
+		if errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+	}
 	if errors.Is(err, http.ErrServerClosed) || p.isClosing() {
 		return nil
 	}
@@ -153,8 +167,13 @@ func policyHeaders(r *http.Request) map[string]string {
 func (p *Proxy) identifyHTTP(r *http.Request) (Identity, error) {
 	creds, err := parseProxyAuthorization(r.Header.Get("Proxy-Authorization"))
 	who := Identity{}
-	if err == nil {
-		who, err = p.Identify(creds)
+	cc := clientConnOf(r.Context())
+	switch {
+	case err != nil:
+	case cc == nil:
+		err = fmt.Errorf("%w: %w", errAuth, errLostTrack)
+	default:
+		who, err = p.identify(creds, cc.bound)
 	}
 	if err != nil {
 		p.authRefused(ListenerHTTP, r.RemoteAddr, err)

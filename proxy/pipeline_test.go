@@ -45,44 +45,30 @@ var sources = []source{
 	{
 		name: "HTTP CONNECT", listener: ListenerHTTP, scheme: "https",
 		open: func(t *testing.T, h *harness, target string) (net.Conn, wireAnswer) {
-			c, br, resp := connect(t, h.httpAddr, target, "")
-			ans := wireAnswer{ok: resp.StatusCode == 200, code: resp.StatusCode, id: resp.Header.Get(HeaderDecisionID)}
-			_, ans.text, _ = strings.Cut(resp.Status, " ")
-			if !ans.ok {
-				return nil, ans
-			}
-			return &bufferedConn{Conn: c, r: br}, ans
+			return openConnect(t, h.httpAddr, target)
+		},
+		want: map[Class]int{ClassDenied: 403, ClassLimit: 503, ClassTimeout: 504, ClassRefused: 502, ClassDNS: 502},
+	},
+	{
+		// The listeners of one attempt (serve's "listeners": true) are
+		// the same sources, bound.
+		name: "HTTP CONNECT, bound listener", listener: ListenerHTTP, scheme: "https",
+		open: func(t *testing.T, h *harness, target string) (net.Conn, wireAnswer) {
+			return openConnect(t, boundListener(t, h, false), target)
 		},
 		want: map[Class]int{ClassDenied: 403, ClassLimit: 503, ClassTimeout: 504, ClassRefused: 502, ClassDNS: 502},
 	},
 	{
 		name: "SOCKS5", listener: ListenerSOCKS5, scheme: "socks5",
 		open: func(t *testing.T, h *harness, target string) (net.Conn, wireAnswer) {
-			host, portStr, _ := net.SplitHostPort(target)
-			port, _ := strconv.Atoi(portStr)
-			c, err := net.Dial("tcp", h.socksAddr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			req := append([]byte{5, 1, 0, 3, byte(len(host))}, host...)
-			req = append(req, byte(port>>8), byte(port))
-			_, _ = c.Write(append([]byte{5, 1, 0}, req...))
-			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			br := bufio.NewReader(c)
-			reply := make([]byte, 2+4+4+2) // greeting answer, then a reply with an IPv4 address
-			if _, err := io.ReadFull(br, reply[:2]); err != nil {
-				t.Fatalf("reading greeting answer: %v", err)
-			}
-			if _, err := io.ReadFull(br, reply[2:]); err != nil {
-				t.Fatalf("reading reply: %v", err)
-			}
-			_ = c.SetReadDeadline(time.Time{})
-			ans := wireAnswer{ok: reply[3] == replySucceeded, code: int(reply[3])}
-			if !ans.ok {
-				return nil, ans
-			}
-			return &bufferedConn{Conn: c, r: br}, ans
+			return openSOCKS(t, h.socksAddr, target)
+		},
+		want: map[Class]int{ClassDenied: 0x02, ClassLimit: 0x01, ClassTimeout: 0x06, ClassRefused: 0x05, ClassDNS: 0x04},
+	},
+	{
+		name: "SOCKS5, bound listener", listener: ListenerSOCKS5, scheme: "socks5",
+		open: func(t *testing.T, h *harness, target string) (net.Conn, wireAnswer) {
+			return openSOCKS(t, boundListener(t, h, true), target)
 		},
 		want: map[Class]int{ClassDenied: 0x02, ClassLimit: 0x01, ClassTimeout: 0x06, ClassRefused: 0x05, ClassDNS: 0x04},
 	},
@@ -94,6 +80,66 @@ var sources = []source{
 		open: openLineSource,
 		want: lineCodes,
 	},
+}
+
+// boundAttempt is the attempt of the bound listeners' sources.
+const boundAttempt = "bound-source"
+
+// boundListener serves a listener of h's proxy bound to boundAttempt
+// (registered on first use) and returns its address.
+func boundListener(t *testing.T, h *harness, socks bool) string {
+	t.Helper()
+	_ = h.p.cfg.Attempts.Add(attemptFixture(boundAttempt, "tok"))
+	ln := listen(t)
+	t.Cleanup(func() { ln.Close() })
+	serve := h.p.ServeHTTPProxyFor
+	if socks {
+		serve = h.p.ServeSOCKSFor
+	}
+	go func() { _ = serve(ln, boundAttempt) }()
+	return ln.Addr().String()
+}
+
+// openConnect asks the HTTP listener at addr for a tunnel to target.
+func openConnect(t *testing.T, addr, target string) (net.Conn, wireAnswer) {
+	t.Helper()
+	c, br, resp := connect(t, addr, target, "")
+	ans := wireAnswer{ok: resp.StatusCode == 200, code: resp.StatusCode, id: resp.Header.Get(HeaderDecisionID)}
+	_, ans.text, _ = strings.Cut(resp.Status, " ")
+	if !ans.ok {
+		return nil, ans
+	}
+	return &bufferedConn{Conn: c, r: br}, ans
+}
+
+// openSOCKS asks the SOCKS5 listener at addr for a tunnel to target.
+func openSOCKS(t *testing.T, addr, target string) (net.Conn, wireAnswer) {
+	t.Helper()
+	host, portStr, _ := net.SplitHostPort(target)
+	port, _ := strconv.Atoi(portStr)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	req := append([]byte{5, 1, 0, 3, byte(len(host))}, host...)
+	req = append(req, byte(port>>8), byte(port))
+	_, _ = c.Write(append([]byte{5, 1, 0}, req...))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	reply := make([]byte, 2+4+4+2) // greeting answer, then a reply with an IPv4 address
+	if _, err := io.ReadFull(br, reply[:2]); err != nil {
+		t.Fatalf("reading greeting answer: %v", err)
+	}
+	if _, err := io.ReadFull(br, reply[2:]); err != nil {
+		t.Fatalf("reading reply: %v", err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	ans := wireAnswer{ok: reply[3] == replySucceeded, code: int(reply[3])}
+	if !ans.ok {
+		return nil, ans
+	}
+	return &bufferedConn{Conn: c, r: br}, ans
 }
 
 // lineCodes are the line source's answer codes.

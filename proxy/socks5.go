@@ -14,6 +14,10 @@ import (
 // ServeSOCKS serves SOCKS5 (CONNECT only) on ln until Shutdown; it returns
 // nil after a graceful shutdown.
 func (p *Proxy) ServeSOCKS(ln net.Listener) error {
+	return p.serveSOCKS(ln, nil)
+}
+
+func (p *Proxy) serveSOCKS(ln net.Listener, b *binding) error {
 	if !p.addListener(ln, nil) {
 		_ = ln.Close()
 		return ErrClosed
@@ -25,9 +29,18 @@ func (p *Proxy) ServeSOCKS(ln net.Listener) error {
 			if p.isClosing() {
 				return nil
 			}
+			if b != nil {
+				p.endBound(ln, nil, b)
+				if errors.Is(err, net.ErrClosed) {
+					return nil
+				}
+			}
 			return fmt.Errorf("serving SOCKS5: %w", err)
 		}
-		cc := p.newClientConn(c, ListenerSOCKS5, false)
+		cc := p.newClientConn(c, ListenerSOCKS5, false, b)
+		if cc == nil {
+			continue
+		}
 		release, ok := p.track(cc)
 		if !ok {
 			_ = cc.Close()
@@ -50,7 +63,7 @@ func (p *Proxy) serveSOCKSConn(c *clientConn) {
 	}()
 	br := bufio.NewReaderSize(c, 1024)
 	_ = c.SetDeadline(time.Now().Add(p.cfg.HeaderTimeout))
-	who, req, err := p.socksHandshake(c, br)
+	who, req, err := p.socksHandshake(c, br, c.bound)
 	if err != nil {
 		var se *socksError
 		if errors.As(err, &se) {
@@ -66,7 +79,7 @@ func (p *Proxy) serveSOCKSConn(c *clientConn) {
 
 // socksHandshake negotiates the method, authenticates and reads the
 // request.
-func (p *Proxy) socksHandshake(c net.Conn, br *bufio.Reader) (Identity, socksRequest, error) {
+func (p *Proxy) socksHandshake(c net.Conn, br *bufio.Reader, bound string) (Identity, socksRequest, error) {
 	methods, err := readGreeting(br)
 	if errors.Is(err, errSOCKS4) {
 		_, _ = c.Write([]byte{0x00, 0x5b, 0, 0, 0, 0, 0, 0}) // SOCKS4 "request rejected"
@@ -74,7 +87,7 @@ func (p *Proxy) socksHandshake(c net.Conn, br *bufio.Reader) (Identity, socksReq
 	if err != nil {
 		return Identity{}, socksRequest{}, err
 	}
-	who, err := p.socksAuth(c, br, methods)
+	who, err := p.socksAuth(c, br, methods, bound)
 	if err != nil {
 		if errors.Is(err, errAuth) {
 			p.authRefused(ListenerSOCKS5, c.RemoteAddr().String(), err)
@@ -88,7 +101,7 @@ func (p *Proxy) socksHandshake(c net.Conn, br *bufio.Reader) (Identity, socksReq
 // socksAuth selects user/password whenever offered (so that credentials
 // are checked, never skipped), else no-auth when the proxy accepts clients
 // without credentials.
-func (p *Proxy) socksAuth(c net.Conn, br *bufio.Reader, methods []byte) (Identity, error) {
+func (p *Proxy) socksAuth(c net.Conn, br *bufio.Reader, methods []byte, bound string) (Identity, error) {
 	if bytes.IndexByte(methods, methodUserPass) >= 0 {
 		if _, err := c.Write([]byte{socksVersion, methodUserPass}); err != nil {
 			return Identity{}, fmt.Errorf("answering greeting: %w", err)
@@ -97,7 +110,7 @@ func (p *Proxy) socksAuth(c net.Conn, br *bufio.Reader, methods []byte) (Identit
 		if err != nil {
 			return Identity{}, err
 		}
-		who, err := p.Identify(Credentials{User: user, Pass: pass, Sent: true})
+		who, err := p.identify(Credentials{User: user, Pass: pass, Sent: true}, bound)
 		status := byte(0)
 		if err != nil {
 			status = 1
@@ -107,7 +120,7 @@ func (p *Proxy) socksAuth(c net.Conn, br *bufio.Reader, methods []byte) (Identit
 		}
 		return who, err
 	}
-	who, err := p.Identify(Credentials{})
+	who, err := p.identify(Credentials{}, bound)
 	if err != nil || bytes.IndexByte(methods, methodNoAuth) < 0 {
 		_, _ = c.Write([]byte{socksVersion, methodNoAcceptable})
 		return Identity{}, fmt.Errorf("%w: no acceptable SOCKS5 method", errAuth)

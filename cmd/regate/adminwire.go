@@ -33,7 +33,8 @@ type adminWiring struct {
 	proxy    *proxy.Proxy
 	ls       listeners
 	attempts *attempt.Registry
-	bound    string // the attempt of `regate run`
+	bound    string            // the attempt of `regate run`
+	own      *attemptListeners // serve's listeners of single attempts; nil under run
 	reg      *prometheus.Registry
 	ready    func() error
 	log      *slog.Logger
@@ -57,12 +58,16 @@ func (a *app) startAdmin(ctx context.Context, w adminWiring) (*admin.Server, str
 			w.log.Info("generated an admin token", "file", w.cfg.Admin.TokenFile)
 		}
 	}
-	srv, err := admin.New(admin.Config{
+	ac := admin.Config{
 		Engine: w.engine, Attempts: w.attempts, BoundAttempt: w.bound,
 		Listeners: w.ls.addrs(), ChildProxies: w.ls.childProxies(), Self: a.self,
 		Token: token, Ready: w.ready, Gatherer: w.reg, Registerer: w.reg,
 		Version: regateVersion(), Logger: w.log,
-	})
+	}
+	if w.own != nil {
+		ac.AttemptListeners = w.own
+	}
+	srv, err := admin.New(ac)
 	if err != nil {
 		return nil, "", err
 	}

@@ -95,14 +95,17 @@ type listenerSpec struct {
 	name  string
 	addr  string // "" when off
 	serve func(*proxy.Proxy, net.Listener) error
-	env   childenv.Kind // 0: no variable points at it
+	// serveFor serves a listener bound to one attempt (serve's
+	// "listeners": true); nil when the kind has none.
+	serveFor func(*proxy.Proxy, net.Listener, string) error
+	env      childenv.Kind // 0: no variable points at it
 }
 
 // listenerSpecs are the configured proxy listeners.
 func listenerSpecs(cfg *config.Config) []listenerSpec {
 	return []listenerSpec{
-		{name: proxy.ListenerHTTP, addr: cfg.HTTP, serve: (*proxy.Proxy).ServeHTTPProxy, env: childenv.HTTP},
-		{name: proxy.ListenerSOCKS5, addr: cfg.SOCKS, serve: (*proxy.Proxy).ServeSOCKS, env: childenv.SOCKS5},
+		{name: proxy.ListenerHTTP, addr: cfg.HTTP, serve: (*proxy.Proxy).ServeHTTPProxy, serveFor: (*proxy.Proxy).ServeHTTPProxyFor, env: childenv.HTTP},
+		{name: proxy.ListenerSOCKS5, addr: cfg.SOCKS, serve: (*proxy.Proxy).ServeSOCKS, serveFor: (*proxy.Proxy).ServeSOCKSFor, env: childenv.SOCKS5},
 	}
 }
 

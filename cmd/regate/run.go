@@ -73,9 +73,20 @@ func (a *app) runSandboxed(cmd *cobra.Command, argv []string) error {
 			binds = append(binds, [2]string{trust.Bundle, trust.System})
 		}
 	}
+	if ssh, warning := a.gitSSHEnv(cmd.Context(), os.Environ()); ssh != "" {
+		env = childenv.Merge(env, []string{ssh})
+		if warning != "" {
+			fmt.Fprintln(a.stderr, warning)
+		}
+	}
 	if err := cmd.Context().Err(); err != nil {
 		sb.stop(cmd.Context())
 		return withCode(exitRunFailed, errors.New("interrupted before the command started"))
+	}
+	if sb.isolated == nil {
+		if w := nodeWarning(cmd.Context(), path, env); w != "" {
+			fmt.Fprintln(a.stderr, w)
+		}
 	}
 	var code int
 	if sb.isolated != nil {

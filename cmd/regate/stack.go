@@ -23,8 +23,11 @@ type stack struct {
 	ls        listeners
 	admin     *admin.Server // nil when off
 	adminAddr string        // "" when off
-	reg       prometheus.Registerer
-	inspect   *proxy.Inspection // nil when HTTPS inspection is off
+	// attemptListeners are serve's listeners of single attempts; nil
+	// under run, whose listeners all belong to its attempt.
+	attemptListeners *attemptListeners
+	reg              prometheus.Registerer
+	inspect          *proxy.Inspection // nil when HTTPS inspection is off
 }
 
 // stackOptions are what differs between run and serve.
@@ -79,8 +82,11 @@ func (a *app) assemble(ctx context.Context, cfg *config.Config, o stackOptions) 
 	if s.ls, err = open(ctx, listenerSpecs(cfg)); err != nil {
 		return nil, err
 	}
+	if o.bound == nil {
+		s.attemptListeners = newAttemptListeners(s.proxy, s.ls, cfg.Proxy.MaxAttemptListeners, s.log)
+	}
 	s.admin, s.adminAddr, err = a.startAdmin(ctx, adminWiring{cfg: cfg, engine: s.engine.Engine, proxy: s.proxy,
-		ls: s.ls, attempts: s.attempts, bound: bound, reg: reg, ready: o.ready, log: s.log})
+		ls: s.ls, attempts: s.attempts, bound: bound, own: s.attemptListeners, reg: reg, ready: o.ready, log: s.log})
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +105,9 @@ func (s *stack) serve() <-chan error { return s.ls.serve(s.proxy, s.log) }
 func (s *stack) stop(ctx context.Context, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
+	if s.attemptListeners != nil {
+		s.attemptListeners.shutdown()
+	}
 	if s.proxy != nil {
 		if err := s.proxy.Shutdown(ctx); err != nil {
 			log.Warn("drain deadline passed; open connections were cut", "error", err)

@@ -31,6 +31,11 @@ type blockedSummary struct {
 	mu    sync.Mutex
 	order []summaryKey // first seen first
 	count map[summaryKey]int
+	// tunnels are the schemes of the tunnels denied per destination;
+	// retried, the destinations a tunnel of the same scheme was denied
+	// more than once.
+	tunnels map[summaryKey][]string
+	retried map[summaryKey]bool
 	// beyond summaryKept destinations, connections are only counted
 	untracked int
 }
@@ -42,7 +47,7 @@ type summaryKey struct {
 }
 
 func newBlockedSummary() *blockedSummary {
-	return &blockedSummary{count: map[summaryKey]int{}}
+	return &blockedSummary{count: map[summaryKey]int{}, tunnels: map[summaryKey][]string{}, retried: map[summaryKey]bool{}}
 }
 
 // observe is the engine observer: it keeps the deny events.
@@ -50,7 +55,38 @@ func (s *blockedSummary) observe(ev *engine.Event) {
 	if ev.Allow || ev.Scheme == engine.SchemeUDP { // datagrams are counted by udp
 		return
 	}
-	s.add(summaryKey{dest: joinDest(ev.Host, ev.Port), reason: ev.Reason})
+	k := summaryKey{dest: joinDest(ev.Host, ev.Port), reason: ev.Reason}
+	if s.add(k) && isTunnel(ev.Scheme) {
+		s.tunnel(k, ev.Scheme)
+	}
+}
+
+// isTunnel reports whether scheme is a tunnel's, whose refusal clients
+// see as a connection error and retry (README, The summary): pip (urllib3
+// retries every error of a tunnel's set-up, 5 times with back-off) and
+// yarn 1 (tunnel-agent reports any refused CONNECT as ECONNRESET, which
+// yarn takes for a lost network and retries 4 times). No answer to a
+// refused tunnel stops them; a plain request's 403 is a response, not
+// retried.
+func isTunnel(scheme string) bool {
+	switch scheme {
+	case engine.SchemeHTTPS, engine.SchemeSOCKS5, engine.SchemeTCP:
+		return true
+	}
+	return false
+}
+
+// tunnel records a denied tunnel of scheme to k's destination; a second
+// one of the same scheme marks k retried.
+func (s *blockedSummary) tunnel(k summaryKey, scheme string) {
+	k.dest, k.reason = clip(k.dest, summaryReasonMax), clip(k.reason, summaryReasonMax)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.Contains(s.tunnels[k], scheme) {
+		s.retried[k] = true
+		return
+	}
+	s.tunnels[k] = append(s.tunnels[k], scheme)
 }
 
 // outcome is the proxy's outcome callback: it keeps the allowed
@@ -67,18 +103,21 @@ func (s *blockedSummary) udp(host string, port int) {
 	s.add(summaryKey{udp: true, dest: joinDest(host, port), reason: "UDP is not allowed in the sandbox"})
 }
 
-func (s *blockedSummary) add(k summaryKey) {
+// add counts one connection to k; false when k is beyond the tracked
+// destinations.
+func (s *blockedSummary) add(k summaryKey) bool {
 	k.dest, k.reason = clip(k.dest, summaryReasonMax), clip(k.reason, summaryReasonMax)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.count[k]; !ok {
 		if len(s.order) >= summaryKept {
 			s.untracked++
-			return
+			return false
 		}
 		s.order = append(s.order, k)
 	}
 	s.count[k]++
+	return true
 }
 
 // print writes the most frequent destinations, one line each (ties in
@@ -96,6 +135,8 @@ func (s *blockedSummary) print(w io.Writer) {
 			fmt.Fprintf(w, "regate: %d %s to %s failed — %s\n", n, connections(n), printable(k.dest), printable(k.reason))
 		case k.udp:
 			fmt.Fprintf(w, "regate: blocked %d UDP %s to %s — %s\n", n, plural(n, "packet"), printable(k.dest), printable(k.reason))
+		case s.retried[k]:
+			fmt.Fprintf(w, "regate: blocked %d %s (the client retried) to %s — %s\n", n, connections(n), printable(k.dest), printable(k.reason))
 		default:
 			fmt.Fprintf(w, "regate: blocked %d %s to %s — %s\n", n, connections(n), printable(k.dest), printable(k.reason))
 		}

@@ -130,3 +130,34 @@ func TestSummaryFailed(t *testing.T) {
 		t.Errorf("summary:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+// A tunnel refused more than once (same destination, reason and scheme) is
+// a client retrying: the line says so. Plain requests' 403s are not
+// retried, and a CONNECT and a SOCKS5 request are two requests.
+func TestSummarySaysTheClientRetried(t *testing.T) {
+	s := newBlockedSummary()
+	deny := func(host, scheme string) {
+		s.observe(&engine.Event{Host: host, Port: 443, Scheme: scheme, Reason: "no rule allows " + host})
+	}
+	for range 6 {
+		deny("pypi.test", engine.SchemeHTTPS)
+	}
+	deny("plain.test", engine.SchemeHTTP)
+	deny("plain.test", engine.SchemeHTTP)
+	deny("mixed.test", engine.SchemeHTTPS)
+	deny("mixed.test", engine.SchemeSOCKS5)
+	deny("socks.test", engine.SchemeSOCKS5)
+	deny("socks.test", engine.SchemeSOCKS5)
+	var b bytes.Buffer
+	s.print(&b)
+	for _, want := range []string{
+		"regate: blocked 6 connections (the client retried) to pypi.test:443 — no rule allows pypi.test\n",
+		"regate: blocked 2 connections to plain.test:443 — no rule allows plain.test\n",
+		"regate: blocked 2 connections to mixed.test:443 — no rule allows mixed.test\n",
+		"regate: blocked 2 connections (the client retried) to socks.test:443 — no rule allows socks.test\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -31,6 +31,9 @@ type attemptRequest struct {
 	Allow  []string          `json:"allow"`
 	Deny   []string          `json:"deny"`
 	TTL    ttl               `json:"ttl"`
+	// Listeners asks for an HTTP and a SOCKS5 listener of the attempt's
+	// own, for clients that send no proxy credentials.
+	Listeners bool `json:"listeners"`
 }
 
 // ttl is a duration given as a Go duration string ("30m") or seconds.
@@ -64,7 +67,10 @@ type attemptView struct {
 	Deny    []string          `json:"deny"`
 	Created time.Time         `json:"created"`
 	Expires *time.Time        `json:"expires,omitempty"`
-	Env     map[string]string `json:"env,omitempty"`
+	// Listeners are the attempt's own listeners, by kind ("http",
+	// "socks5"); absent when it has none.
+	Listeners map[string]string `json:"listeners,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
 }
 
 func viewOf(a attempt.Attempt) attemptView {
@@ -96,10 +102,15 @@ func (s *Server) createAttempt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := req.attempt(time.Now())
+	if err == nil && req.Listeners && s.cfg.AttemptListeners == nil {
+		err = errors.New("listeners: this regate opens no listeners for attempts")
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, types.CodeInvalidParameter, "%v", err)
 		return
 	}
+	s.attemptsMu.Lock()
+	defer s.attemptsMu.Unlock()
 	if err := s.cfg.Attempts.Add(a); err != nil {
 		if errors.Is(err, attempt.ErrDuplicate) {
 			writeError(w, http.StatusConflict, types.CodeResourceConflict, "attempt %q is already registered", a.ID)
@@ -108,9 +119,24 @@ func (s *Server) createAttempt(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, types.CodeInternal, "%v", err)
 		return
 	}
+	proxies := s.cfg.ChildProxies
+	if req.Listeners {
+		own, err := s.cfg.AttemptListeners.Open(a)
+		if err != nil {
+			s.cfg.Attempts.Remove(a.ID) // nothing half-applied
+			if errors.Is(err, ErrListenerLimit) {
+				writeError(w, http.StatusTooManyRequests, types.CodeInvalidOperation, "%v", err)
+				return
+			}
+			writeError(w, http.StatusInternalServerError, types.CodeInternal, "opening the attempt's listeners: %v", err)
+			return
+		}
+		proxies = own
+	}
 	v := viewOf(a)
 	v.Token = a.Token
-	v.Env = envMap(childenv.Env(s.cfg.ChildProxies, a.ID, a.Token, s.cfg.Self))
+	v.Listeners = listenerNames(s.attemptListeners(a.ID))
+	v.Env = envMap(childenv.Env(proxies, a.ID, a.Token, s.cfg.Self))
 	w.Header().Set("Location", "/v1/attempts/"+a.ID)
 	writeJSON(w, http.StatusCreated, result{v})
 }
@@ -189,6 +215,7 @@ func (s *Server) listAttempts(w http.ResponseWriter, _ *http.Request) {
 	out := make([]attemptView, len(list))
 	for i, a := range list {
 		out[i] = viewOf(a)
+		out[i].Listeners = listenerNames(s.attemptListeners(a.ID))
 	}
 	writeJSON(w, http.StatusOK, result{out})
 }
@@ -199,20 +226,42 @@ func (s *Server) getAttempt(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, types.CodeResourceNotFound, "attempt %q is not registered", r.PathValue("id"))
 		return
 	}
-	writeJSON(w, http.StatusOK, result{viewOf(a)})
+	v := viewOf(a)
+	v.Listeners = listenerNames(s.attemptListeners(a.ID))
+	writeJSON(w, http.StatusOK, result{v})
 }
 
 // deleteAttempt removes an attempt: its credentials get 407 from then on
-// (connections already open are not cut).
+// (connections already open on the shared listeners are not cut); its own
+// listeners close, and every connection they accepted with them.
 func (s *Server) deleteAttempt(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if s.cfg.BoundAttempt != "" && id == s.cfg.BoundAttempt {
 		writeError(w, http.StatusConflict, types.CodeInvalidOperation, "attempt %q is the one regate run serves", id)
 		return
 	}
-	if !s.cfg.Attempts.Remove(id) {
+	s.attemptsMu.Lock()
+	removed := s.cfg.Attempts.Remove(id)
+	s.closeListeners(id)
+	s.attemptsMu.Unlock()
+	if !removed {
 		writeError(w, http.StatusNotFound, types.CodeResourceNotFound, "attempt %q is not registered", id)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// attemptListeners are the listeners of attempt id (nil: none).
+func (s *Server) attemptListeners(id string) []childenv.Listener {
+	if s.cfg.AttemptListeners == nil {
+		return nil
+	}
+	return s.cfg.AttemptListeners.Listeners(id)
+}
+
+// closeListeners closes the listeners of attempt id, if any.
+func (s *Server) closeListeners(id string) {
+	if s.cfg.AttemptListeners != nil {
+		s.cfg.AttemptListeners.Close(id)
+	}
 }

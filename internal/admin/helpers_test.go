@@ -50,6 +50,7 @@ type fixtureOpts struct {
 	policies    []string // engine.Config.Policies; nil: the embedded default
 	ready       func() error
 	readTimeout time.Duration // of the admin server; 0: its default
+	listeners   AttemptListeners
 }
 
 func testLogger() *slog.Logger {
@@ -99,7 +100,7 @@ func (f *fixture) startAdmin(t *testing.T, proxyHTTP string, o fixtureOpts) {
 		Listeners:    map[string]string{"http": proxyHTTP},
 		ChildProxies: []childenv.Listener{{Kind: childenv.HTTP, Addr: proxyHTTP}},
 		Gatherer:     f.reg, Registerer: f.reg, Logger: testLogger(), Ready: o.ready,
-		Version: "test", SweepInterval: 50 * time.Millisecond,
+		Version: "test", SweepInterval: 50 * time.Millisecond, AttemptListeners: o.listeners,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -59,6 +59,9 @@ type Config struct {
 	// ChildProxies are the listeners the environment of a new attempt
 	// points at.
 	ChildProxies []childenv.Listener
+	// AttemptListeners opens the listeners of attempts registered with
+	// "listeners": true; nil refuses such attempts.
+	AttemptListeners AttemptListeners
 	// Self is the regate binary, for GIT_SSH_COMMAND in attempts' env.
 	Self string
 	// Token is required as `Authorization: Bearer <token>` on every request
@@ -96,6 +99,10 @@ type Server struct {
 	mu    sync.Mutex
 	addrs []string
 	once  sync.Once
+
+	// attemptsMu orders the registration and removal of attempts with
+	// their listeners, so that a removal never leaves listeners open.
+	attemptsMu sync.Mutex
 }
 
 // New validates cfg and builds a server. It opens and starts nothing; it
@@ -230,7 +237,13 @@ func (s *Server) sweepAttempts() {
 		case <-s.ctx.Done():
 			return
 		case now := <-t.C:
-			if gone := s.cfg.Attempts.Sweep(now); len(gone) > 0 {
+			s.attemptsMu.Lock()
+			gone := s.cfg.Attempts.Sweep(now)
+			for _, id := range gone {
+				s.closeListeners(id)
+			}
+			s.attemptsMu.Unlock()
+			if len(gone) > 0 {
 				s.m.expired.Add(float64(len(gone)))
 				s.log.Debug("expired attempts removed", "count", len(gone))
 			}

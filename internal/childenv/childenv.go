@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -17,9 +19,16 @@ type Kind int
 
 // Listener kinds.
 const (
-	HTTP   Kind = iota + 1 // HTTP_PROXY, HTTPS_PROXY and the tools' own
-	SOCKS5                 // ALL_PROXY (socks5h://)
+	HTTP   Kind = iota + 1 // HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and the tools' own
+	SOCKS5                 // REGATE_SOCKS_PROXY (socks5h://)
 )
+
+// SOCKSVar names the SOCKS5 listener's URL. ALL_PROXY is not it: httpx
+// (and the many SDKs built on it) refuses a socks5h:// ALL_PROXY, and any
+// socks5:// one without the optional socksio package, when a client is
+// created, so every request of such a program would fail; ALL_PROXY names
+// the HTTP proxy instead, which every client that reads it speaks.
+const SOCKSVar = "REGATE_SOCKS_PROXY"
 
 // Listener is a proxy listener the child's variables point at.
 type Listener struct {
@@ -39,16 +48,41 @@ func Env(ls []Listener, attemptID, token, self string) []string {
 		case HTTP:
 			env = append(env, httpVars((&url.URL{Scheme: "http", User: user, Host: l.Addr}).String(), l.Addr)...)
 		case SOCKS5:
-			socksURL := (&url.URL{Scheme: "socks5h", User: user, Host: l.Addr}).String()
-			env = append(env, "ALL_PROXY="+socksURL, "all_proxy="+socksURL)
+			env = append(env, SOCKSVar+"="+(&url.URL{Scheme: "socks5h", User: user, Host: l.Addr}).String())
 		}
 	}
 	if self != "" {
-		proxyCommand := ShellQuote(self) + " connect %h %p"
-		env = append(env, "GIT_SSH_COMMAND=ssh -o "+ShellQuote("ProxyCommand="+proxyCommand))
+		env = append(env, "GIT_SSH_COMMAND="+GitSSHCommand("", self))
 	}
 	return env
 }
+
+// GitSSHCommand is the ssh command git runs under regate: the user's own
+// (user, a shell command line as GIT_SSH_COMMAND or core.sshCommand hold
+// it; "" is plain ssh) with regate's ProxyCommand option added at the end,
+// so the user's key, known-hosts and other options stay. git adds its own
+// arguments after it. ssh takes the first value of an option: a
+// ProxyCommand or ProxyJump of the user's own command wins over regate's
+// (HasOwnProxy), ones in ssh_config do not.
+func GitSSHCommand(user, self string) string {
+	if strings.TrimSpace(user) == "" {
+		user = "ssh"
+	}
+	return user + " -o " + ShellQuote("ProxyCommand="+ShellQuote(self)+" connect %h %p")
+}
+
+// HasOwnProxy reports whether an ssh command line sets its own
+// ProxyCommand or ProxyJump (-J), which ssh would prefer to regate's.
+func HasOwnProxy(sshCommand string) bool {
+	lower := strings.ToLower(sshCommand)
+	if strings.Contains(lower, "proxycommand") || strings.Contains(lower, "proxyjump") {
+		return true
+	}
+	return slices.ContainsFunc(strings.Fields(sshCommand), jumpFlag.MatchString)
+}
+
+// jumpFlag is ssh's -J, alone or after other single-letter flags (-vJ).
+var jumpFlag = regexp.MustCompile(`^-[A-Za-z0-9]*J`)
 
 // httpVars point the variables most tools read at the HTTP proxy.
 func httpVars(httpURL, httpAddr string) []string {
@@ -57,6 +91,8 @@ func httpVars(httpURL, httpAddr string) []string {
 		"HTTPS_PROXY=" + httpURL,
 		"http_proxy=" + httpURL,
 		"https_proxy=" + httpURL,
+		"ALL_PROXY=" + httpURL,
+		"all_proxy=" + httpURL,
 		// Empty, not unset: loopback and private names go through the
 		// policy too.
 		"NO_PROXY=",

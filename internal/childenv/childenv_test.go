@@ -20,8 +20,9 @@ func TestEnv(t *testing.T) {
 	want := map[string]string{
 		"HTTP_PROXY":         "http://att:tok@127.0.0.1:4000",
 		"https_proxy":        "http://att:tok@127.0.0.1:4000",
-		"ALL_PROXY":          "socks5h://att:tok@127.0.0.1:4001",
-		"all_proxy":          "socks5h://att:tok@127.0.0.1:4001",
+		"ALL_PROXY":          "http://att:tok@127.0.0.1:4000",
+		"all_proxy":          "http://att:tok@127.0.0.1:4000",
+		"REGATE_SOCKS_PROXY": "socks5h://att:tok@127.0.0.1:4001",
 		"NO_PROXY":           "",
 		"no_proxy":           "",
 		"PIP_PROXY":          "http://att:tok@127.0.0.1:4000",
@@ -46,7 +47,7 @@ func TestEnv(t *testing.T) {
 func TestEnvWithoutSOCKSOrSelf(t *testing.T) {
 	env := Env([]Listener{{HTTP, "127.0.0.1:4000"}}, "att", "tok", "")
 	for _, kv := range env {
-		if strings.HasPrefix(kv, "ALL_PROXY=") || strings.HasPrefix(kv, "GIT_SSH_COMMAND=") {
+		if strings.HasPrefix(kv, "REGATE_SOCKS_PROXY=") || strings.HasPrefix(kv, "GIT_SSH_COMMAND=") {
 			t.Errorf("unexpected %s", kv)
 		}
 	}
@@ -103,6 +104,36 @@ func TestShellQuote(t *testing.T) {
 	} {
 		if got := ShellQuote(in); got != want {
 			t.Errorf("ShellQuote(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestGitSSHCommandKeepsTheUsers(t *testing.T) {
+	pc := ` -o 'ProxyCommand=/usr/bin/regate connect %h %p'`
+	for _, tc := range []struct{ user, want string }{
+		{"", "ssh" + pc},
+		{"  ", "ssh" + pc},
+		{"ssh -i ~/.ssh/deploy -o UserKnownHostsFile=/etc/kh", "ssh -i ~/.ssh/deploy -o UserKnownHostsFile=/etc/kh" + pc},
+		{"'/opt/my ssh/ssh' -F cfg", "'/opt/my ssh/ssh' -F cfg" + pc},
+	} {
+		if got := GitSSHCommand(tc.user, "/usr/bin/regate"); got != tc.want {
+			t.Errorf("GitSSHCommand(%q) = %q, want %q", tc.user, got, tc.want)
+		}
+	}
+}
+
+func TestHasOwnProxy(t *testing.T) {
+	for cmd, want := range map[string]bool{
+		"ssh -i key":                       false,
+		"ssh -o ProxyCommand='nc %h %p'":   true,
+		"ssh -oproxyjump=bastion":          true,
+		"ssh -J bastion":                   true,
+		"ssh -vJ bastion":                  true,
+		"ssh -i ~/.ssh/Jkey -F /dev/null":  false,
+		"ssh -o IdentitiesOnly=yes -p 222": false,
+	} {
+		if got := HasOwnProxy(cmd); got != want {
+			t.Errorf("HasOwnProxy(%q) = %v, want %v", cmd, got, want)
 		}
 	}
 }

@@ -128,6 +128,9 @@ type ProxyLimits struct {
 	// MaxTunnelsPerClient is each client's share of MaxTunnels: an attempt's,
 	// or an anonymous client address's.
 	MaxTunnelsPerClient int
+	// MaxAttemptListeners bounds the attempts that have listeners of their
+	// own under serve (POST /v1/attempts with "listeners": true).
+	MaxAttemptListeners int
 	// Upstream is the parent proxy regate chains to.
 	Upstream Upstream
 }

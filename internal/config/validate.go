@@ -52,6 +52,7 @@ func validate(w *wire, fromFile func(string) any, flags map[string]any) (*Config
 			MaxTunnels:     p.count("proxy.max_tunnels", w.Proxy.MaxTunnels),
 
 			MaxTunnelsPerClient: p.count("proxy.max_tunnels_per_client", w.Proxy.MaxTunnelsPerClient),
+			MaxAttemptListeners: p.count("proxy.max_attempt_listeners", w.Proxy.MaxAttemptListeners),
 			Upstream:            p.upstream(w.Proxy),
 		},
 	}

@@ -80,6 +80,7 @@ type wireProxy struct {
 	MaxTunnels     int           `mapstructure:"max_tunnels"`
 
 	MaxTunnelsPerClient int `mapstructure:"max_tunnels_per_client"`
+	MaxAttemptListeners int `mapstructure:"max_attempt_listeners"`
 
 	Upstream         string   `mapstructure:"upstream"`
 	UpstreamCA       string   `mapstructure:"upstream_proxy_ca"`

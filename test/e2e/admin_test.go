@@ -117,7 +117,7 @@ func TestAdminAPI(t *testing.T) {
 	other := "http://other.test:" + up.port() + "/"
 	wantCurl(t, "403", "-x", proxy, other)
 	wantCurl(t, "200", "-x", created.Result.Env["HTTP_PROXY"], other)
-	wantCurl(t, "200", "-x", created.Result.Env["ALL_PROXY"], other)
+	wantCurl(t, "200", "-x", created.Result.Env["REGATE_SOCKS_PROXY"], other)
 	wantCurl(t, "407", "-x", proxy, "-U", "job-7:wrong", other)
 	wantCurl(t, "200", "-p", "-x", created.Result.Env["HTTPS_PROXY"], other) // a CONNECT tunnel
 

@@ -45,7 +45,7 @@ func TestIsolateProxyPath(t *testing.T) {
 code() { curl -s -o /dev/null -w '%{http_code}' "$@"; echo " $?"; }
 echo "allowed: $(curl -s http://allowed.test:` + p + `/ok)"
 echo "tunnel: $(curl -s -p http://allowed.test:` + p + `/tunnel)"
-echo "socks: $(curl -s -x "$ALL_PROXY" http://allowed.test:` + p + `/socks)"
+echo "socks: $(curl -s -x "$REGATE_SOCKS_PROXY" http://allowed.test:` + p + `/socks)"
 echo "blocked: $(code http://denied.test:` + p + `/)"
 `
 	res := isolated(t, nil, "sh", "-c", script)

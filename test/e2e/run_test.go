@@ -26,8 +26,8 @@ echo "allowed: $(curl -s http://allowed.test:` + up.port() + `/ok)"
 echo "blocked http: $(code http://blocked.test:` + up.port() + `/)"
 echo "blocked again: $(code http://blocked.test:` + up.port() + `/other)"
 echo "blocked tunnel: $(code https://blocked.test:` + up.port() + `/)"
-echo "socks allowed: $(curl -s -x "$ALL_PROXY" http://allowed.test:` + up.port() + `/socks)"
-echo "socks blocked: $(code -x "$ALL_PROXY" http://blocked.test:` + up.port() + `/)"
+echo "socks allowed: $(curl -s -x "$REGATE_SOCKS_PROXY" http://allowed.test:` + up.port() + `/socks)"
+echo "socks blocked: $(code -x "$REGATE_SOCKS_PROXY" http://blocked.test:` + up.port() + `/)"
 `
 	res := regate(t, nil, append(sandboxFlags(), "--", "sh", "-c", script)...)
 	wantCode(t, res, 0)
@@ -164,11 +164,14 @@ func TestRunChildEnvironment(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, env[k], env["HTTP_PROXY"])
 		}
 	}
-	socksRe := regexp.MustCompile(`^socks5h://e2e-attempt:[0-9a-f]{32}@127\.0\.0\.1:\d+$`)
 	for _, k := range []string{"ALL_PROXY", "all_proxy"} {
-		if !socksRe.MatchString(env[k]) {
-			t.Errorf("%s = %q, want %s", k, env[k], socksRe)
+		if env[k] != env["HTTP_PROXY"] {
+			t.Errorf("%s = %q, want the HTTP proxy %q (httpx refuses a socks5h:// ALL_PROXY)", k, env[k], env["HTTP_PROXY"])
 		}
+	}
+	socksRe := regexp.MustCompile(`^socks5h://e2e-attempt:[0-9a-f]{32}@127\.0\.0\.1:\d+$`)
+	if !socksRe.MatchString(env["REGATE_SOCKS_PROXY"]) {
+		t.Errorf("REGATE_SOCKS_PROXY = %q, want %s", env["REGATE_SOCKS_PROXY"], socksRe)
 	}
 	for k, want := range map[string]string{
 		"REGATE_ATTEMPT_ID":  "e2e-attempt",
