@@ -20,6 +20,7 @@ type Event struct {
 	Host      string `json:"-"`
 	Port      int    `json:"-"`
 	Scheme    string `json:"-"`
+	Method    string `json:"-"`
 	Reason    string `json:"-"`
 	// Query marks an evaluation through OPA's REST API (POST /v1/data/…),
 	// not a connection decision: nothing was allowed or denied.
@@ -88,7 +89,7 @@ func (p *pipeline) enqueueQuery(info *server.Info) {
 func (p *pipeline) enqueue(info *server.Info, d *Decision, in Input) {
 	it := &item{info: info, in: in, ev: Event{
 		Allow: d.Allow, Audit: d.Audit, Reason: d.Reason,
-		AttemptID: in.AttemptID, Host: in.Host, Port: in.Port, Scheme: in.Scheme,
+		AttemptID: in.AttemptID, Host: in.Host, Port: in.Port, Scheme: in.Scheme, Method: in.Method,
 	}}
 	select {
 	case p.q <- it:

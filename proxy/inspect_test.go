@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/regate/regate/engine"
 	"github.com/regate/regate/internal/tlsca"
 )
@@ -162,7 +164,7 @@ func TestInspectPassthroughUnchanged(t *testing.T) {
 // without a CA configured is denied.
 func TestInspectRefusals(t *testing.T) {
 	fx := newInspectFixture(t)
-	dial := func(t *testing.T, sni string) *tls.Conn {
+	dial := func(t *testing.T, sni string, protos ...string) *tls.Conn {
 		t.Helper()
 		c, err := net.Dial("tcp", fx.h.httpAddr)
 		if err != nil {
@@ -174,7 +176,10 @@ func TestInspectRefusals(t *testing.T) {
 		if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
 			t.Fatalf("CONNECT: %v %v", resp, err)
 		}
-		tc := tls.Client(c, &tls.Config{ServerName: sni, RootCAs: fx.caPool, NextProtos: []string{"http/1.1"}})
+		if protos == nil {
+			protos = []string{"http/1.1"}
+		}
+		tc := tls.Client(c, &tls.Config{ServerName: sni, RootCAs: fx.caPool, NextProtos: protos})
 		_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
 		return tc
 	}
@@ -201,6 +206,25 @@ func TestInspectRefusals(t *testing.T) {
 			t.Error("a smuggled request was decided (and could reach upstream)")
 		}
 	}
+
+	t.Run("HTTP/2 :authority of another host", func(t *testing.T) {
+		for _, authority := range []string{"other.test:" + fx.port, "allowed.test:1", ""} {
+			cc, err := (&http2.Transport{}).NewClientConn(dial(t, "allowed.test", "h2")) // a 400 closes the connection
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest("GET", "https://allowed.test:"+fx.port+"/", nil)
+			req.Host = authority
+			resp, err := cc.RoundTrip(req)
+			if err != nil {
+				t.Fatalf(":authority %q: %v", authority, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest && authority != "" {
+				t.Errorf(":authority %q: status %s, want 400", authority, resp.Status)
+			}
+		}
+	})
 
 	t.Run("SNI of another host", func(t *testing.T) {
 		tc := dial(t, "other.test")

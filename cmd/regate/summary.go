@@ -56,12 +56,13 @@ func (s *blockedSummary) observe(ev *engine.Event) {
 		return
 	}
 	k := summaryKey{dest: joinDest(ev.Host, ev.Port), reason: ev.Reason}
-	if s.add(k) && isTunnel(ev.Scheme) {
+	if s.add(k) && ev.Method == engine.MethodConnect && isTunnel(ev.Scheme) {
 		s.tunnel(k, ev.Scheme)
 	}
 }
 
-// isTunnel reports whether scheme is a tunnel's, whose refusal clients
+// isTunnel reports whether scheme is a tunnel's (method CONNECT; the
+// requests inside an inspected one are not), whose refusal clients
 // see as a connection error and retry (README, The summary): pip (urllib3
 // retries every error of a tunnel's set-up, 5 times with back-off) and
 // yarn 1 (tunnel-agent reports any refused CONNECT as ECONNRESET, which

@@ -34,6 +34,13 @@ func TestInspectRun(t *testing.T) {
 import sys, urllib.request
 print("python:", urllib.request.urlopen(sys.argv[1]).read().decode().strip())
 `)
+	writeFile(t, dir, "clients.py", `
+import sys, requests, httpx
+print("requests:", requests.get(sys.argv[1] + "/requests").text.strip())
+print("httpx:", httpx.get(sys.argv[1] + "/httpx").text.strip())
+r = requests.post(sys.argv[1] + "/requests-post", data=b"x")
+print("requests post:", r.status_code, r.headers.get("X-Proxy-Error"))
+`)
 	script := `
 code() { curl -sS -o /dev/null -w '%{http_code}' "$@" 2>/dev/null; echo " $?"; }
 echo "get: $(curl -sS https://github.test:` + p + `/x)"
@@ -45,6 +52,7 @@ echo "regate CA only: $(code --cacert ` + caFile + ` https://github.test:` + p +
 echo "passthrough: $(curl -sS --cacert ` + caFile + ` https://other.test:` + p + `/pass)"
 echo "wrong name: $(curl -sS https://wrong.test:` + p + `/ | tr -d '\n')"
 python3 ` + dir + `/get.py https://github.test:` + p + `/py
+/usr/bin/python3 ` + dir + `/clients.py https://github.test:` + p + `
 echo "key on disk: $(grep -rl 'PRIVATE KEY' "$TMPDIR" 2>/dev/null | wc -l)"
 echo "bundle: $(ls $TMPDIR/regate-run-*/bundle.pem | wc -l)"
 `
@@ -64,6 +72,9 @@ echo "bundle: $(ls $TMPDIR/regate-run-*/bundle.pem | wc -l)"
 		"passthrough: hello from TLS upstream: GET /pass",
 		"wrong name: regate: upstream failed: tls: failed to verify certificate: x509: certificate is valid for github.test, other.test, not wrong.test",
 		"python: hello from TLS upstream: GET /py",
+		"requests: hello from TLS upstream: GET /requests",
+		"httpx: hello from TLS upstream: GET /httpx",
+		"requests post: 403 blocked-by-policy",
 		"key on disk: 0",
 		"bundle: 1",
 	} {
@@ -71,7 +82,7 @@ echo "bundle: $(ls $TMPDIR/regate-run-*/bundle.pem | wc -l)"
 			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)
 		}
 	}
-	if !strings.Contains(res.stderr, "blocked 2 connections to github.test:"+p+" — method POST is not allowed for HTTPS requests") ||
+	if !strings.Contains(res.stderr, "blocked 3 connections to github.test:"+p+" — method POST is not allowed for HTTPS requests") ||
 		!strings.Contains(res.stderr, "1 connection to github.test:"+p+" failed — the client's TLS handshake failed on an inspected host") {
 		t.Errorf("summary lacks the inspected deny:\n%s", res.stderr)
 	}
