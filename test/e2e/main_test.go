@@ -92,7 +92,11 @@ func regateCmd(ctx context.Context, env []string, args ...string) *exec.Cmd {
 	_ = os.MkdirAll(xdg, 0o700)
 	// A -race binary sleeps a second at exit unless told not to; a race it
 	// finds still fails the test (exit status 66).
-	cmd.Env = cleanEnv(append([]string{"GORACE=atexit_sleep_ms=0", "XDG_RUNTIME_DIR=" + xdg}, env...)...)
+	// The race-detecting binary on a loaded 2-core machine can take more
+	// than the default 100 ms for one evaluation, which denies (fail
+	// closed; the engine's tests cover it): these tests are about what is
+	// decided, so they allow 5 s. A test's own env comes later and wins.
+	cmd.Env = cleanEnv(append([]string{"GORACE=atexit_sleep_ms=0", "XDG_RUNTIME_DIR=" + xdg, "REGATE_DECISION_TIMEOUT=5s"}, env...)...)
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
