@@ -5,13 +5,10 @@
 package netstack
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -96,10 +93,10 @@ func New(cfg Config) (*Stack, error) {
 		cfg.TCP(f)
 	})
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tcpFwd.HandlePacket)
-	udpFwd := udp.NewForwarder(s, func(r *udp.ForwarderRequest) { serveDNSFlow(r, cfg.DNS) })
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
 		if id.LocalPort == 53 && cfg.DNS != nil {
-			return udpFwd.HandlePacket(id, pkt)
+			answerDNSUDP(s, id, pkt, cfg.DNS)
+			return true
 		}
 		if cfg.UDP != nil {
 			cfg.UDP(addrPort(id.RemoteAddress, id.RemotePort), addrPort(id.LocalAddress, id.LocalPort))
@@ -207,68 +204,7 @@ func (f *Flow) Accept() (net.Conn, error) {
 	return gonet.NewTCPConn(&wq, ep), nil
 }
 
-// serveDNSFlow answers the DNS queries of one UDP flow.
-func serveDNSFlow(r *udp.ForwarderRequest, answer func([]byte) []byte) {
-	var wq waiter.Queue
-	ep, terr := r.CreateEndpoint(&wq)
-	if terr != nil {
-		return
-	}
-	go serveDNS(gonet.NewUDPConn(&wq, ep), answer)
-}
-
-// serveDNS answers the queries of one flow (one client port), until it is
-// idle.
-func serveDNS(c *gonet.UDPConn, answer func([]byte) []byte) {
-	defer c.Close()
-	buf := make([]byte, 4096)
-	for {
-		if err := c.SetReadDeadline(deadline()); err != nil {
-			return
-		}
-		n, err := c.Read(buf)
-		if err != nil {
-			return
-		}
-		if out := answer(buf[:n]); out != nil {
-			_, _ = c.Write(out)
-		}
-	}
-}
-
-// serveDNSTCP answers the queries of one DNS-over-TCP connection (each
-// message after its two-byte length, RFC 1035 §4.2.2), until it is idle.
-func serveDNSTCP(c net.Conn, answer func([]byte) []byte) {
-	defer c.Close()
-	var size [2]byte
-	for {
-		if err := c.SetReadDeadline(deadline()); err != nil {
-			return
-		}
-		if _, err := io.ReadFull(c, size[:]); err != nil {
-			return
-		}
-		q := make([]byte, binary.BigEndian.Uint16(size[:]))
-		if _, err := io.ReadFull(c, q); err != nil {
-			return
-		}
-		out := answer(q)
-		if out == nil || len(out) > 0xffff {
-			return
-		}
-		msg := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(out)), uint16(len(out)))
-		if _, err := c.Write(append(msg, out...)); err != nil {
-			return
-		}
-	}
-}
-
 func addrPort(a tcpip.Address, port uint16) netip.AddrPort {
 	ip, _ := netip.AddrFromSlice(a.AsSlice())
 	return netip.AddrPortFrom(ip.Unmap(), port)
 }
-
-// dnsIdle is how long a DNS flow waits for its next query.
-const dnsIdle = 10 * time.Second
-
-func deadline() time.Time { return time.Now().Add(dnsIdle) }
