@@ -33,7 +33,8 @@ type Config struct {
 	// Ethernet is set when FD is an AF_PACKET socket on the outer end of
 	// a veth pair: frames carry ethernet headers.
 	Ethernet *Ethernet
-	// TCP receives each new TCP flow, before its handshake is answered.
+	// TCP receives each new TCP flow, before its handshake is answered,
+	// on a goroutine of the flow's own, which it may keep.
 	TCP func(*Flow)
 	// DNS answers a DNS query (port 53 on any address, UDP and TCP); nil
 	// leaves them to UDP and TCP.
