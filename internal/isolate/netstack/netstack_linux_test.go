@@ -51,7 +51,17 @@ func startStack(t *testing.T, cfg Config) *link {
 // sendUDP writes one UDP datagram src → dst.
 func (l *link) sendUDP(src, dst netip.AddrPort, payload []byte) {
 	l.t.Helper()
-	if _, err := unix.Write(l.fd, udpPacket(src, dst, payload)); err != nil {
+	l.write(udpPacket(src, dst, payload))
+}
+
+// write writes one packet.
+func (l *link) write(pkt []byte) {
+	l.t.Helper()
+	_, err := unix.Write(l.fd, pkt)
+	for err == unix.EINTR {
+		_, err = unix.Write(l.fd, pkt)
+	}
+	if err != nil {
 		l.t.Fatal(err)
 	}
 }
@@ -62,6 +72,9 @@ func (l *link) recvUDP() (src, dst netip.AddrPort, payload []byte) {
 	l.t.Helper()
 	buf := make([]byte, 65536)
 	n, err := unix.Read(l.fd, buf)
+	for err == unix.EINTR { // the runtime's preemption signals
+		n, err = unix.Read(l.fd, buf)
+	}
 	if err != nil {
 		l.t.Fatalf("reading a packet: %v", err)
 	}
@@ -151,9 +164,7 @@ func TestDNSDropsBadDatagrams(t *testing.T) {
 	bad := udpPacket(src, dst, []byte("bad"))
 	u := header.UDP(bad[header.IPv4MinimumSize:])
 	u.SetLength(u.Length() + 100)
-	if _, err := unix.Write(l.fd, bad); err != nil {
-		t.Fatal(err)
-	}
+	l.write(bad)
 	l.sendUDP(src, dst, []byte("good"))
 	if _, _, a := l.recvUDP(); string(a) != "good" {
 		t.Fatalf("got %q, want the answer to the valid datagram", a)
