@@ -54,24 +54,13 @@ type Ethernet struct {
 
 // Stack is a running netstack on a TUN device.
 type Stack struct {
-	s *stack.Stack
+	s   *stack.Stack
+	tun *tunLink // nil on a veth
 }
 
 // New starts the stack on cfg.FD.
 func New(cfg Config) (*Stack, error) {
-	// Every packet read was made by the sandbox's kernel for this link and
-	// never crossed a wire, checksummed in full (a TUN without a vnet
-	// header, or a veth end with transmit offload off): verifying it again
-	// costs CPU and guards against nothing.
-	opts := &fdbased.Options{FDs: []int{cfg.FD}, MTU: cfg.MTU, RXChecksumOffload: true}
-	protocols := []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol}
-	if e := cfg.Ethernet; e != nil {
-		// Frames are read from the socket's ring.
-		opts.EthernetHeader, opts.Address = true, tcpip.LinkAddress(e.Own)
-		opts.PacketDispatchMode = fdbased.PacketMMap
-		protocols = append(protocols, arp.NewProtocol) // where IPv4's static neighbours live
-	}
-	link, err := fdbased.New(opts)
+	link, tun, protocols, err := openLink(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening the link: %w", err)
 	}
@@ -80,8 +69,9 @@ func New(cfg Config) (*Stack, error) {
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 		HandleLocal:        false,
 	})
+	st := &Stack{s: s, tun: tun}
 	if err := tune(s); err != nil {
-		s.Close()
+		st.close(false)
 		return nil, err
 	}
 	// The handlers are set before the NIC exists: once it does, packets
@@ -108,17 +98,17 @@ func New(cfg Config) (*Stack, error) {
 		return false // unhandled: the stack answers ICMP port unreachable
 	})
 	if terr := s.CreateNIC(nicID, link); terr != nil {
-		s.Close()
+		st.close(false)
 		return nil, fmt.Errorf("creating the NIC: %v", terr)
 	}
 	// Every destination is ours: accept packets to any address, and send
 	// from any (the address the command connected to).
 	if terr := s.SetPromiscuousMode(nicID, true); terr != nil {
-		s.Close()
+		st.close(false)
 		return nil, fmt.Errorf("setting promiscuous mode: %v", terr)
 	}
 	if terr := s.SetSpoofing(nicID, true); terr != nil {
-		s.Close()
+		st.close(false)
 		return nil, fmt.Errorf("setting spoofing: %v", terr)
 	}
 	s.SetRouteTable([]tcpip.Route{
@@ -132,12 +122,36 @@ func New(cfg Config) (*Stack, error) {
 				proto = ipv6.ProtocolNumber
 			}
 			if terr := s.AddStaticNeighbor(nicID, proto, tcpip.AddrFromSlice(a.AsSlice()), tcpip.LinkAddress(e.Peer)); terr != nil {
-				s.Close()
+				st.close(false)
 				return nil, fmt.Errorf("adding the neighbour %s: %v", a, terr)
 			}
 		}
 	}
-	return &Stack{s: s}, nil
+	if tun != nil {
+		tun.start()
+	}
+	return st, nil
+}
+
+// openLink opens cfg.FD as a TUN link (tunLink), or the veth's AF_PACKET
+// socket with fdbased; tun is nil on the veth.
+func openLink(cfg Config) (link stack.LinkEndpoint, tun *tunLink, protocols []stack.NetworkProtocolFactory, err error) {
+	// Every packet read was made by the sandbox's kernel for this link and
+	// never crossed a wire, checksummed in full (a TUN without a vnet
+	// header, or a veth end with transmit offload off): verifying it again
+	// costs CPU and guards against nothing.
+	const caps = stack.CapabilityRXChecksumOffload
+	protocols = []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol}
+	e := cfg.Ethernet
+	if e == nil {
+		tun, err = newTUNLink(cfg.FD, cfg.MTU, caps)
+		return tun, tun, protocols, err
+	}
+	// Frames are read from the socket's ring.
+	link, err = fdbased.New(&fdbased.Options{FDs: []int{cfg.FD}, MTU: cfg.MTU, RXChecksumOffload: true,
+		EthernetHeader: true, Address: tcpip.LinkAddress(e.Own), PacketDispatchMode: fdbased.PacketMMap})
+	protocols = append(protocols, arp.NewProtocol) // where IPv4's static neighbours live
+	return link, nil, protocols, err
 }
 
 // tune sets what tailscale settled on: SACK on, RACK off, reno, large
@@ -162,7 +176,13 @@ func tune(s *stack.Stack) error {
 }
 
 // Close stops the stack.
-func (st *Stack) Close() {
+func (st *Stack) Close() { st.close(true) }
+
+// close stops the stack; started says whether the TUN's reader runs.
+func (st *Stack) close(started bool) {
+	if st.tun != nil {
+		st.tun.close(started) // first: no packet is delivered into a closing stack
+	}
 	st.s.Close()
 	st.s.Wait()
 }
