@@ -37,7 +37,8 @@ type Config struct {
 	// on a goroutine of the flow's own, which it may keep.
 	TCP func(*Flow)
 	// DNS answers a DNS query (port 53 on any address, UDP and TCP); nil
-	// leaves them to UDP and TCP.
+	// leaves them to UDP and TCP. A datagram's query is answered on the
+	// goroutine that reads the link: DNS must not block.
 	DNS func(query []byte) []byte
 	// UDP is told of each other UDP datagram, refused with ICMP port
 	// unreachable.
