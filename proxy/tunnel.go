@@ -100,11 +100,15 @@ func (p *Proxy) writeUp(f *flow, rawUp net.Conn, b []byte, last *atomic.Int64) e
 // The idle timeout ends it only when neither direction moved for that long.
 func (p *Proxy) copyDir(dst, src net.Conn, n, last *atomic.Int64) error {
 	idle := p.cfg.IdleTimeout
+	var small []byte
+	if !splices(dst, src) {
+		small = make([]byte, smallBuf)
+	}
 	for {
 		deadline := time.Now().Add(idle)
 		_ = src.SetReadDeadline(deadline)
 		_ = dst.SetWriteDeadline(deadline)
-		k, err := io.CopyN(dst, src, copyChunk) // *net.TCPConn both sides: splice
+		k, err := copyRound(dst, src, small)
 		if k > 0 {
 			n.Add(k)
 			last.Store(time.Now().UnixNano())
@@ -119,6 +123,63 @@ func (p *Proxy) copyDir(dst, src net.Conn, n, last *atomic.Int64) error {
 			return fmt.Errorf("relaying: %w", err)
 		}
 	}
+}
+
+// copyRound copies up to copyChunk bytes src → dst: spliced in the kernel
+// when both are TCP sockets; else (a flow of the isolated command's
+// user-space stack, a parent proxy's TLS) through buffers. small is the
+// flow's own buffer, which an idle read waits on; a round that fills it
+// goes on through a pooled buffer of the rest of the round, so that bulk
+// data moves in large pieces without a buffer allocated per round (as
+// io.Copy would) or a large one held by every idle flow.
+func copyRound(dst, src net.Conn, small []byte) (int64, error) {
+	if splices(dst, src) {
+		return io.CopyN(dst, src, copyChunk)
+	}
+	n, err := copyBuffer(dst, src, small, true)
+	if err != nil || n < int64(len(small)) {
+		return n, err
+	}
+	bp := relayBufs.Get().(*[]byte)
+	defer relayBufs.Put(bp)
+	m, err := copyBuffer(dst, src, (*bp)[:copyChunk-n], false)
+	return n + m, err
+}
+
+// splices reports whether io.Copy from src to dst splices (Linux).
+func splices(dst, src net.Conn) bool {
+	_, d := dst.(*net.TCPConn)
+	_, s := src.(*net.TCPConn)
+	return d && s
+}
+
+// smallBuf is the size of a relayed flow's own buffer (copyRound).
+const smallBuf = 16 << 10
+
+// relayBufs are copyRound's large buffers, taken only while data flows.
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, copyChunk); return &b }}
+
+// copyBuffer copies from src to dst through buf, once (one read) or until
+// len(buf) bytes are copied, EOF (returned as io.EOF) or an error.
+func copyBuffer(dst io.Writer, src io.Reader, buf []byte, once bool) (int64, error) {
+	var n int64
+	for n < int64(len(buf)) {
+		k, rerr := src.Read(buf[:len(buf)-int(n)])
+		if k > 0 {
+			w, werr := dst.Write(buf[:k])
+			n += int64(w)
+			if werr != nil {
+				return n, werr
+			}
+			if w != k {
+				return n, io.ErrShortWrite
+			}
+		}
+		if rerr != nil || once {
+			return n, rerr
+		}
+	}
+	return n, nil
 }
 
 // idleFor reports whether the tunnel has been idle for d.

@@ -5,13 +5,10 @@
 package netstack
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -36,10 +33,12 @@ type Config struct {
 	// Ethernet is set when FD is an AF_PACKET socket on the outer end of
 	// a veth pair: frames carry ethernet headers.
 	Ethernet *Ethernet
-	// TCP receives each new TCP flow, before its handshake is answered.
+	// TCP receives each new TCP flow, before its handshake is answered,
+	// on a goroutine of the flow's own, which it may keep.
 	TCP func(*Flow)
 	// DNS answers a DNS query (port 53 on any address, UDP and TCP); nil
-	// leaves them to UDP and TCP.
+	// leaves them to UDP and TCP. A datagram's query is answered on the
+	// goroutine that reads the link: DNS must not block.
 	DNS func(query []byte) []byte
 	// UDP is told of each other UDP datagram, refused with ICMP port
 	// unreachable.
@@ -56,21 +55,13 @@ type Ethernet struct {
 
 // Stack is a running netstack on a TUN device.
 type Stack struct {
-	s *stack.Stack
+	s   *stack.Stack
+	tun *tunLink // nil on a veth
 }
 
 // New starts the stack on cfg.FD.
 func New(cfg Config) (*Stack, error) {
-	opts := &fdbased.Options{FDs: []int{cfg.FD}, MTU: cfg.MTU}
-	protocols := []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol}
-	if e := cfg.Ethernet; e != nil {
-		// Checksums are computed and checked (the command's end has
-		// transmit offload off); frames are read from the socket's ring.
-		opts.EthernetHeader, opts.Address = true, tcpip.LinkAddress(e.Own)
-		opts.PacketDispatchMode = fdbased.PacketMMap
-		protocols = append(protocols, arp.NewProtocol) // where IPv4's static neighbours live
-	}
-	link, err := fdbased.New(opts)
+	link, tun, protocols, err := openLink(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening the link: %w", err)
 	}
@@ -79,8 +70,9 @@ func New(cfg Config) (*Stack, error) {
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 		HandleLocal:        false,
 	})
+	st := &Stack{s: s, tun: tun}
 	if err := tune(s); err != nil {
-		s.Close()
+		st.close(false)
 		return nil, err
 	}
 	// The handlers are set before the NIC exists: once it does, packets
@@ -89,17 +81,17 @@ func New(cfg Config) (*Stack, error) {
 		f := &Flow{req: r, s: s}
 		if r.ID().LocalPort == 53 && cfg.DNS != nil {
 			if c, err := f.Accept(); err == nil {
-				go serveDNSTCP(c, cfg.DNS)
+				serveDNSTCP(c, cfg.DNS)
 			}
 			return
 		}
 		cfg.TCP(f)
 	})
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tcpFwd.HandlePacket)
-	udpFwd := udp.NewForwarder(s, func(r *udp.ForwarderRequest) { serveDNSFlow(r, cfg.DNS) })
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
 		if id.LocalPort == 53 && cfg.DNS != nil {
-			return udpFwd.HandlePacket(id, pkt)
+			answerDNSUDP(s, id, pkt, cfg.DNS)
+			return true
 		}
 		if cfg.UDP != nil {
 			cfg.UDP(addrPort(id.RemoteAddress, id.RemotePort), addrPort(id.LocalAddress, id.LocalPort))
@@ -107,17 +99,17 @@ func New(cfg Config) (*Stack, error) {
 		return false // unhandled: the stack answers ICMP port unreachable
 	})
 	if terr := s.CreateNIC(nicID, link); terr != nil {
-		s.Close()
+		st.close(false)
 		return nil, fmt.Errorf("creating the NIC: %v", terr)
 	}
 	// Every destination is ours: accept packets to any address, and send
 	// from any (the address the command connected to).
 	if terr := s.SetPromiscuousMode(nicID, true); terr != nil {
-		s.Close()
+		st.close(false)
 		return nil, fmt.Errorf("setting promiscuous mode: %v", terr)
 	}
 	if terr := s.SetSpoofing(nicID, true); terr != nil {
-		s.Close()
+		st.close(false)
 		return nil, fmt.Errorf("setting spoofing: %v", terr)
 	}
 	s.SetRouteTable([]tcpip.Route{
@@ -131,12 +123,36 @@ func New(cfg Config) (*Stack, error) {
 				proto = ipv6.ProtocolNumber
 			}
 			if terr := s.AddStaticNeighbor(nicID, proto, tcpip.AddrFromSlice(a.AsSlice()), tcpip.LinkAddress(e.Peer)); terr != nil {
-				s.Close()
+				st.close(false)
 				return nil, fmt.Errorf("adding the neighbour %s: %v", a, terr)
 			}
 		}
 	}
-	return &Stack{s: s}, nil
+	if tun != nil {
+		tun.start()
+	}
+	return st, nil
+}
+
+// openLink opens cfg.FD as a TUN link (tunLink), or the veth's AF_PACKET
+// socket with fdbased; tun is nil on the veth.
+func openLink(cfg Config) (link stack.LinkEndpoint, tun *tunLink, protocols []stack.NetworkProtocolFactory, err error) {
+	// Every packet read was made by the sandbox's kernel for this link and
+	// never crossed a wire, checksummed in full (a TUN without a vnet
+	// header, or a veth end with transmit offload off): verifying it again
+	// costs CPU and guards against nothing.
+	const caps = stack.CapabilityRXChecksumOffload
+	protocols = []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol}
+	e := cfg.Ethernet
+	if e == nil {
+		tun, err = newTUNLink(cfg.FD, cfg.MTU, caps)
+		return tun, tun, protocols, err
+	}
+	// Frames are read from the socket's ring.
+	link, err = fdbased.New(&fdbased.Options{FDs: []int{cfg.FD}, MTU: cfg.MTU, RXChecksumOffload: true,
+		EthernetHeader: true, Address: tcpip.LinkAddress(e.Own), PacketDispatchMode: fdbased.PacketMMap})
+	protocols = append(protocols, arp.NewProtocol) // where IPv4's static neighbours live
+	return link, nil, protocols, err
 }
 
 // tune sets what tailscale settled on: SACK on, RACK off, reno, large
@@ -161,7 +177,13 @@ func tune(s *stack.Stack) error {
 }
 
 // Close stops the stack.
-func (st *Stack) Close() {
+func (st *Stack) Close() { st.close(true) }
+
+// close stops the stack; started says whether the TUN's reader runs.
+func (st *Stack) close(started bool) {
+	if st.tun != nil {
+		st.tun.close(started) // first: no packet is delivered into a closing stack
+	}
 	st.s.Close()
 	st.s.Wait()
 }
@@ -207,68 +229,7 @@ func (f *Flow) Accept() (net.Conn, error) {
 	return gonet.NewTCPConn(&wq, ep), nil
 }
 
-// serveDNSFlow answers the DNS queries of one UDP flow.
-func serveDNSFlow(r *udp.ForwarderRequest, answer func([]byte) []byte) {
-	var wq waiter.Queue
-	ep, terr := r.CreateEndpoint(&wq)
-	if terr != nil {
-		return
-	}
-	go serveDNS(gonet.NewUDPConn(&wq, ep), answer)
-}
-
-// serveDNS answers the queries of one flow (one client port), until it is
-// idle.
-func serveDNS(c *gonet.UDPConn, answer func([]byte) []byte) {
-	defer c.Close()
-	buf := make([]byte, 4096)
-	for {
-		if err := c.SetReadDeadline(deadline()); err != nil {
-			return
-		}
-		n, err := c.Read(buf)
-		if err != nil {
-			return
-		}
-		if out := answer(buf[:n]); out != nil {
-			_, _ = c.Write(out)
-		}
-	}
-}
-
-// serveDNSTCP answers the queries of one DNS-over-TCP connection (each
-// message after its two-byte length, RFC 1035 §4.2.2), until it is idle.
-func serveDNSTCP(c net.Conn, answer func([]byte) []byte) {
-	defer c.Close()
-	var size [2]byte
-	for {
-		if err := c.SetReadDeadline(deadline()); err != nil {
-			return
-		}
-		if _, err := io.ReadFull(c, size[:]); err != nil {
-			return
-		}
-		q := make([]byte, binary.BigEndian.Uint16(size[:]))
-		if _, err := io.ReadFull(c, q); err != nil {
-			return
-		}
-		out := answer(q)
-		if out == nil || len(out) > 0xffff {
-			return
-		}
-		msg := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(out)), uint16(len(out)))
-		if _, err := c.Write(append(msg, out...)); err != nil {
-			return
-		}
-	}
-}
-
 func addrPort(a tcpip.Address, port uint16) netip.AddrPort {
 	ip, _ := netip.AddrFromSlice(a.AsSlice())
 	return netip.AddrPortFrom(ip.Unmap(), port)
 }
-
-// dnsIdle is how long a DNS flow waits for its next query.
-const dnsIdle = 10 * time.Second
-
-func deadline() time.Time { return time.Now().Add(dnsIdle) }

@@ -123,7 +123,8 @@ func (s *source) udp(src, dst netip.AddrPort) {
 }
 
 // flow names a new flow's destination (the name behind a fake address,
-// else the address itself) and hands it to the pipeline.
+// else the address itself) and hands it to the pipeline, on the flow's
+// own goroutine (the stack's), until the flow ends.
 func (s *source) flow(f *netstack.Flow) {
 	dst := f.Dst()
 	host, fake, ok := s.name(dst.Addr())
@@ -142,12 +143,9 @@ func (s *source) flow(f *netstack.Flow) {
 		f.Refuse()
 		return
 	}
-	release := s.pool.Hold(dst.Addr())
-	go func() {
-		defer release()
-		pc := &pending{f: f, p: s.p, http: slices.Contains(s.o.HTTPPorts, int(dst.Port()))}
-		s.p.Handle(s.ctx, proxy.Conn{Client: pc, Dest: dest, Who: who, Listener: Listener, Scheme: engine.SchemeTCP, Answer: pc})
-	}()
+	defer s.pool.Hold(dst.Addr())()
+	pc := &pending{f: f, p: s.p, http: slices.Contains(s.o.HTTPPorts, int(dst.Port()))}
+	s.p.Handle(s.ctx, proxy.Conn{Client: pc, Dest: dest, Who: who, Listener: Listener, Scheme: engine.SchemeTCP, Answer: pc})
 }
 
 // pending is a flow whose SYN is not answered yet: the pipeline tracks it
