@@ -101,29 +101,13 @@ func (p *Proxy) serveInspected(f *flow, client net.Conn, pre []byte) error {
 		scheme: engine.SchemeHTTPS, tls: &engine.TLS{SNI: sni, Inspected: true},
 	}
 	ic := &innerConn{Conn: tc, f: f, done: make(chan struct{})}
-	srv := &http.Server{
-		ReadHeaderTimeout: p.cfg.HeaderTimeout,
-		IdleTimeout:       p.cfg.IdleTimeout,
-		MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
-	}
-	if !p.addServer(srv) {
-		return ErrClosed
-	}
-	defer p.removeServer(srv)
+	srv := p.innerServer()
 	if tc.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS {
-		h2 := &http2.Server{IdleTimeout: p.cfg.IdleTimeout, MaxUploadBufferPerStream: 1 << 20}
-		h2.ServeConn(ic, &http2.ServeConnOpts{Context: p.baseCtx, BaseConfig: srv, Handler: p.tunnelHandler(src, nil)})
-		return nil
+		return p.serveInner(srv, ic, &http2.ServeConnOpts{Context: p.baseCtx, Handler: p.tunnelHandler(src, nil)})
 	}
 	ic.frames = newFraming(p.cfg.MaxHeaderBytes)
 	srv.Handler = p.tunnelHandler(src, ic.frames)
-	err := srv.Serve(&oneConnListener{c: ic, closed: make(chan struct{})})
-	<-ic.done
-	if errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return p.serveInner(srv, ic, nil)
 }
 
 // prefixConn replays bytes already read from the client first.

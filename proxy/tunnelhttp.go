@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 
+	"golang.org/x/net/http2"
+
 	"github.com/regate/regate/engine"
 )
 
@@ -31,17 +33,34 @@ func (p *Proxy) serveTunnelHTTP(f *flow, client net.Conn, first []byte) error {
 	dest := f.dest()
 	who := Identity{ID: f.in.AttemptID, Attempt: f.in.Attempt}
 	ic := &innerConn{Conn: rawConn(client), pre: first, frames: newFraming(p.cfg.MaxHeaderBytes), f: f, done: make(chan struct{})}
-	srv := &http.Server{
-		Handler:           p.tunnelHandler(reqSource{dest: dest, who: who, listener: f.in.Client.Listener, scheme: engine.SchemeHTTP}, ic.frames),
+	srv := p.innerServer()
+	srv.Handler = p.tunnelHandler(reqSource{dest: dest, who: who, listener: f.in.Client.Listener, scheme: engine.SchemeHTTP}, ic.frames)
+	return p.serveInner(srv, ic, nil)
+}
+
+// innerServer is the HTTP server of the requests inside a tunnel (plain
+// HTTP found in it, or an inspected one's), with the listener's limits.
+func (p *Proxy) innerServer() *http.Server {
+	return &http.Server{
 		ReadHeaderTimeout: p.cfg.HeaderTimeout,
 		IdleTimeout:       p.cfg.IdleTimeout,
 		MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
+}
+
+// serveInner serves the one connection ic with srv, tracked for Shutdown,
+// until it closes: HTTP/1.x, or HTTP/2 through h2 when it is not nil.
+func (p *Proxy) serveInner(srv *http.Server, ic *innerConn, h2 *http2.ServeConnOpts) error {
 	if !p.addServer(srv) {
 		return ErrClosed
 	}
 	defer p.removeServer(srv)
+	if h2 != nil {
+		h2.BaseConfig = srv
+		(&http2.Server{IdleTimeout: p.cfg.IdleTimeout, MaxUploadBufferPerStream: 1 << 20}).ServeConn(ic, h2)
+		return nil
+	}
 	err := srv.Serve(&oneConnListener{c: ic, closed: make(chan struct{})})
 	<-ic.done // Serve returns when the listener closes; the request in flight ends first
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) {

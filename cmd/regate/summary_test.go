@@ -137,7 +137,11 @@ func TestSummaryFailed(t *testing.T) {
 func TestSummarySaysTheClientRetried(t *testing.T) {
 	s := newBlockedSummary()
 	deny := func(host, scheme string) {
-		s.observe(&engine.Event{Host: host, Port: 443, Scheme: scheme, Reason: "no rule allows " + host})
+		method := engine.MethodConnect
+		if scheme == engine.SchemeHTTP {
+			method = "GET"
+		}
+		s.observe(&engine.Event{Host: host, Port: 443, Scheme: scheme, Method: method, Reason: "no rule allows " + host})
 	}
 	for range 6 {
 		deny("pypi.test", engine.SchemeHTTPS)
@@ -148,6 +152,9 @@ func TestSummarySaysTheClientRetried(t *testing.T) {
 	deny("mixed.test", engine.SchemeSOCKS5)
 	deny("socks.test", engine.SchemeSOCKS5)
 	deny("socks.test", engine.SchemeSOCKS5)
+	for range 2 { // requests inside an inspected tunnel: responses, not retried tunnels
+		s.observe(&engine.Event{Host: "inspected.test", Port: 443, Scheme: engine.SchemeHTTPS, Method: "POST", Reason: "method POST is not allowed"})
+	}
 	var b bytes.Buffer
 	s.print(&b)
 	for _, want := range []string{
@@ -155,6 +162,7 @@ func TestSummarySaysTheClientRetried(t *testing.T) {
 		"regate: blocked 2 connections to plain.test:443 — no rule allows plain.test\n",
 		"regate: blocked 2 connections to mixed.test:443 — no rule allows mixed.test\n",
 		"regate: blocked 2 connections (the client retried) to socks.test:443 — no rule allows socks.test\n",
+		"regate: blocked 2 connections to inspected.test:443 — method POST is not allowed\n",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, b.String())

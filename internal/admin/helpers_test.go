@@ -161,7 +161,10 @@ func tcpListen(t *testing.T) net.Listener {
 
 func startEngine(t *testing.T, pols []string, reg prometheus.Registerer) *engine.Engine {
 	t.Helper()
-	return enginetest.Start(t, engine.Config{Default: policies.FS, Policies: pols, Logger: testLogger(), Registerer: reg})
+	// These tests are about the API, not decision speed: under -race on a
+	// loaded machine one evaluation can pass the default 100 ms (a deny).
+	return enginetest.Start(t, engine.Config{Default: policies.FS, Policies: pols, Logger: testLogger(), Registerer: reg,
+		DecisionTimeout: 10 * time.Second})
 }
 
 // client speaks to the admin API.
