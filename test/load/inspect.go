@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -53,32 +54,61 @@ func inspectPolicy(upstreamCA, caCert, caKey string) []string {
 		"--upstream-ca", upstreamCA, "--inspect-ca", caCert, "--inspect-key", caKey)
 }
 
+// inspectCerts are the inspect workload's CAs, the TLS upstream's and
+// the one regate inspects with, and their files.
+type inspectCerts struct {
+	upstream, inspect *certAuthority
+	upstreamFile      string // --upstream-ca
+	caCert, caKey     string // --inspect-ca, --inspect-key
+	upstreamLeaf      tls.Certificate
+}
+
+// newInspectCerts generates the CAs and the upstream's leaf, and writes
+// the files regate reads into dir.
+func newInspectCerts(dir string) (*inspectCerts, error) {
+	var c inspectCerts
+	var err error
+	if c.upstream, err = newCertAuthority("regate load upstream CA"); err != nil {
+		return nil, err
+	}
+	if c.upstreamLeaf, err = c.upstream.leaf(inspectName, tunnelName); err != nil {
+		return nil, err
+	}
+	if c.upstreamFile, _, err = c.upstream.write(dir, "upstream-ca", false); err != nil {
+		return nil, err
+	}
+	if c.inspect, err = newCertAuthority("regate load inspection CA"); err != nil {
+		return nil, err
+	}
+	if c.caCert, c.caKey, err = c.inspect.write(dir, "inspect-ca", true); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// regatePaths are the two targets of a regate at addr named name: its
+// plain tunnel to tunnelName, the client trusting the upstream's CA, and
+// its inspection of inspectName, the client trusting regate's.
+func (c *inspectCerts) regatePaths(name, addr string, u *upstream) []target {
+	port := strconv.Itoa(u.httpsPort)
+	return []target{
+		{name: name + tunnelSuffix, proxyAddr: addr,
+			tls: &tlsPath{authority: net.JoinHostPort(tunnelName, port), config: clientTLS(tunnelName, c.upstream.pool())}},
+		{name: name + inspectSuffix, proxyAddr: addr,
+			tls: &tlsPath{authority: net.JoinHostPort(inspectName, port), config: clientTLS(inspectName, c.inspect.pool())}},
+	}
+}
+
 // addInspect adds, for the inspect workload, a TLS upstream with its own
 // CA, and the targets: `regate serve` from the first -binary, else built
 // (the headline), and regate in-process, each as a plain tunnel and
 // inspecting (with a CA of this run's, as --inspect-ca), and mitmdump
 // when it is installed (rep says why not otherwise).
 func (e *env) addInspect(ctx context.Context, o options, dir string, rep *report, progress io.Writer) error {
-	upCA, err := newCertAuthority("regate load upstream CA")
-	if err != nil {
-		return err
-	}
-	cert, err := upCA.leaf(inspectName, tunnelName)
+	certs, err := newInspectCerts(dir)
 	if err == nil {
-		err = e.u.startTLS(cert)
+		err = e.u.startTLS(certs.upstreamLeaf)
 	}
-	if err != nil {
-		return err
-	}
-	upCAFile, _, err := upCA.write(dir, "upstream-ca", false)
-	if err != nil {
-		return err
-	}
-	inCA, err := newCertAuthority("regate load inspection CA")
-	if err != nil {
-		return err
-	}
-	caCert, caKey, err := inCA.write(dir, "inspect-ca", true)
 	if err != nil {
 		return err
 	}
@@ -90,12 +120,12 @@ func (e *env) addInspect(ctx context.Context, o options, dir string, rep *report
 	if len(o.binaries) > 0 {
 		name = o.binaries[0].name
 	}
-	b, err := startBinary(bin, name+"-inspect", dir, inspectPolicy(upCAFile, caCert, caKey))
+	b, err := startBinary(bin, name+"-inspect", dir, inspectPolicy(certs.upstreamFile, certs.caCert, certs.caKey))
 	if err != nil {
 		return err
 	}
 	e.stops = append(e.stops, func(rep *report) { rep.DecisionLog[name+inspectSuffix] = b.stop() })
-	r, err := startInProcessInspecting(ctx, dir, upCA, caCert, caKey)
+	r, err := startInProcessInspecting(ctx, dir, certs)
 	if err != nil {
 		return err
 	}
@@ -107,21 +137,14 @@ func (e *env) addInspect(ctx context.Context, o options, dir string, rep *report
 		}
 	})
 	rep.InspectBinary = bin
-	port := strconv.Itoa(e.u.httpsPort)
-	for _, p := range []struct{ name, addr string }{{name, b.addr}, {targetRegate, r.addr}} {
-		e.inspect = append(e.inspect,
-			target{name: p.name + tunnelSuffix, proxyAddr: p.addr,
-				tls: &tlsPath{authority: net.JoinHostPort(tunnelName, port), config: clientTLS(tunnelName, upCA.pool())}},
-			target{name: p.name + inspectSuffix, proxyAddr: p.addr,
-				tls: &tlsPath{authority: net.JoinHostPort(inspectName, port), config: clientTLS(inspectName, inCA.pool())}})
-	}
-	return e.addMitmproxy(o, dir, upCAFile, rep, progress)
+	e.inspect = append(certs.regatePaths(name, b.addr, e.u), certs.regatePaths(targetRegate, r.addr, e.u)...)
+	return e.addMitmproxy(o, dir, certs.upstreamFile, rep, progress)
 }
 
 // startInProcessInspecting starts regate in-process as inspectPolicy
 // configures `regate serve`.
-func startInProcessInspecting(ctx context.Context, dir string, upCA *certAuthority, caCert, caKey string) (*inProcess, error) {
-	ca, err := tlsca.Load(caCert, caKey)
+func startInProcessInspecting(ctx context.Context, dir string, certs *inspectCerts) (*inProcess, error) {
+	ca, err := tlsca.Load(certs.caCert, certs.caKey)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +152,7 @@ func startInProcessInspecting(ctx context.Context, dir string, upCA *certAuthori
 	if err != nil {
 		roots = x509.NewCertPool()
 	}
-	roots.AddCert(upCA.cert)
+	roots.AddCert(certs.upstream.cert)
 	loopback := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	return startInProcessWith(ctx, dir, "regate-inspect",
 		engine.Config{

@@ -471,3 +471,75 @@ func BenchmarkConnect(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkInspect measures HTTPS through the in-process regate: keep-alive
+// GETs (8 per core, each on its own TLS connection), a new request
+// (CONNECT, the client's handshake, one GET) and a download, through its
+// plain tunnel and its inspection. Profile inspection with -cpuprofile
+// and -bench 'Inspect/.*/inspect'.
+func BenchmarkInspect(b *testing.B) {
+	u, err := startUpstream(128)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(u.close)
+	dir := b.TempDir()
+	certs, err := newInspectCerts(dir)
+	if err == nil {
+		err = u.startTLS(certs.upstreamLeaf)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := startInProcessInspecting(context.Background(), dir, certs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if _, err := r.stop(); err != nil {
+			b.Error(err)
+		}
+	})
+	targets := certs.regatePaths(targetRegate, r.addr, u)
+	for _, t := range targets {
+		b.Run("keepalive/"+t.name, func(b *testing.B) {
+			req := t.tlsRequest(u, "/")
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				conn, err := t.dialTLS()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for pb.Next() {
+					if _, err := roundTrip(conn, br, req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+	for _, t := range targets {
+		b.Run("request/"+t.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := httpsSetup(t, u); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	const size = 64 << 20
+	for _, t := range targets {
+		b.Run("download/"+t.name, func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				if s := httpsDownload(t, u, size); s.errs > 0 {
+					b.Fatal(s.firstErr)
+				}
+			}
+		})
+	}
+}
