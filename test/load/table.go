@@ -259,8 +259,8 @@ func mapLine(m map[string]float64, targets []string, format string) string {
 // writeInspectNotes says what the inspect rows compare.
 func (r *report) writeInspectNotes(out io.Writer) {
 	if r.InspectBinary != "" {
-		fmt.Fprintf(out, "HTTPS rows: the same TLS upstream through regate (X = `%s serve`, regate = in-process), X%s a plain CONNECT tunnel to %s (the client's TLS ends at the upstream), X%s the same regate inspecting %s (it ends at regate, which verifies the upstream with --upstream-ca); HTTP/1.1 clients, a full TLS handshake per new connection\n",
-			r.InspectBinary, tunnelSuffix, tunnelName, inspectSuffix, inspectName)
+		fmt.Fprintf(out, "HTTPS rows: the same TLS upstream through regate (X = `%s serve`, regate = in-process), X%s a plain CONNECT tunnel to %s (the client's TLS ends at the upstream), X%s the same regate inspecting %s (it ends at regate, which verifies the upstream with --upstream-ca); HTTP/1.1 clients, a full TLS handshake per new connection; latency: X%s/tunnel is the time inspection adds\n",
+			r.InspectBinary, tunnelSuffix, tunnelName, inspectSuffix, inspectName, inspectSuffix)
 	}
 	if r.Mitmproxy != "" {
 		fmt.Fprintf(out, "mitmproxy %s (mitmdump, its own CA, the upstream's CA trusted): CONNECT to the upstream's address, %s in the client's TLS\n", r.Mitmproxy, inspectName)
