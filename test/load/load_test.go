@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -251,6 +252,66 @@ func checkParent(t *testing.T, rep *report) {
 	}
 }
 
+// TestInspect runs the inspect workload with a freshly built regate:
+// `regate serve` and regate in-process, each as a plain tunnel and
+// inspecting, to the run's TLS upstream, and mitmproxy when it is
+// installed (elsewhere the report says why it is not measured; the test
+// does not need it). Every figure must be there, non-zero and without
+// errors, an inspected one with its ratio against the plain tunnel; no
+// timing is asserted.
+func TestInspect(t *testing.T) {
+	bin := buildRegate(t)
+	args := append([]string{"-binary", bin, "-inspect-bulk", "1"}, tinyArgs...)
+	o, err := parseFlags(append(args, "-w", workloadInspect), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := measure(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inspected := []string{targetRegateBin + inspectSuffix, targetRegate + inspectSuffix}
+	regates := []string{targetRegateBin + tunnelSuffix, inspected[0], targetRegate + tunnelSuffix, inspected[1]}
+	targets := regates
+	if rep.Mitmproxy != "" {
+		targets = append(slices.Clone(regates), targetMitmproxy)
+	} else if rep.MitmproxySkipped == "" {
+		t.Error("mitmproxy neither measured nor reported skipped")
+	}
+	if strings.Join(rep.Targets, ",") != strings.Join(targets, ",") {
+		t.Fatalf("targets %v, want %v", rep.Targets, targets)
+	}
+	var ids []string
+	for _, w := range rep.Rows {
+		ids = append(ids, w.ID)
+		measured := regates
+		if w.ID == "inspect-keepalive" {
+			measured = targets
+		}
+		for _, name := range measured {
+			if w.Values[name] <= 0 || w.Errors[name] > 0 {
+				t.Errorf("%s, %s: value %v, %d errors, first: %s", w.ID, name, w.Values[name], w.Errors[name], w.FirstErrors[name])
+			}
+		}
+		for _, name := range inspected {
+			if _, ok := w.VsTunnel[name]; !ok {
+				t.Errorf("%s, %s: no ratio against the plain tunnel", w.ID, name)
+			}
+			if _, ok := w.VsMitmproxy[name]; ok != (w.ID == "inspect-keepalive" && rep.Mitmproxy != "") {
+				t.Errorf("%s, %s: ratio against mitmproxy given %v", w.ID, name, ok)
+			}
+		}
+	}
+	if want := "inspect-keepalive,inspect-down,inspect-p50,inspect-p99"; strings.Join(ids, ",") != want {
+		t.Errorf("rows %v, want %s", ids, want)
+	}
+	for _, name := range inspected {
+		if st := rep.DecisionLog[name]; st.Lines == 0 {
+			t.Errorf("%s logged no decision: %+v", name, st)
+		}
+	}
+}
+
 func TestFlags(t *testing.T) {
 	tests := []struct {
 		name string
@@ -260,6 +321,7 @@ func TestFlags(t *testing.T) {
 		{"unknown workload", []string{"-w", "keepalive,nope"}, `unknown workload "nope"`},
 		{"zero clients", []string{"-c", "0"}, "-c 0"},
 		{"zero sandbox bulk", []string{"-isolate-bulk", "0"}, "-isolate-bulk 0"},
+		{"zero inspect bulk", []string{"-inspect-bulk", "0"}, "-inspect-bulk 0"},
 		{"stray argument", []string{"extra"}, "unexpected arguments"},
 		{"reserved binary name", []string{"-binary", "squid=/bin/true"}, "reserved"},
 		{"binary name twice", []string{"-binary", "a=/x", "-binary", "a=/y"}, "used twice"},
@@ -407,5 +469,77 @@ func BenchmarkConnect(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkInspect measures HTTPS through the in-process regate: keep-alive
+// GETs (8 per core, each on its own TLS connection), a new request
+// (CONNECT, the client's handshake, one GET) and a download, through its
+// plain tunnel and its inspection. Profile inspection with -cpuprofile
+// and -bench 'Inspect/.*/inspect'.
+func BenchmarkInspect(b *testing.B) {
+	u, err := startUpstream(128)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(u.close)
+	dir := b.TempDir()
+	certs, err := newInspectCerts(dir)
+	if err == nil {
+		err = u.startTLS(certs.upstreamLeaf)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := startInProcessInspecting(context.Background(), dir, certs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if _, err := r.stop(); err != nil {
+			b.Error(err)
+		}
+	})
+	targets := certs.regatePaths(targetRegate, r.addr, u)
+	for _, t := range targets {
+		b.Run("keepalive/"+t.name, func(b *testing.B) {
+			req := t.tlsRequest(u, "/")
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				conn, err := t.dialTLS()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for pb.Next() {
+					if _, err := roundTrip(conn, br, req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+	for _, t := range targets {
+		b.Run("request/"+t.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := httpsSetup(t, u); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	const size = 64 << 20
+	for _, t := range targets {
+		b.Run("download/"+t.name, func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				if s := httpsDownload(t, u, size); s.errs > 0 {
+					b.Fatal(s.firstErr)
+				}
+			}
+		})
 	}
 }

@@ -1,8 +1,8 @@
 // Command load measures regate's proxy against a direct baseline and, when
 // it is installed, Squid: keep-alive and new-connection GET requests/s,
 // CONNECT bulk throughput and the latency a new CONNECT adds. Everything
-// runs on 127.0.0.1 in one bounded run (about a minute with the defaults,
-// building regate included; ≲90 s): a local upstream, regate in-process
+// runs on 127.0.0.1 in one bounded run (about 85 s with the defaults on 2
+// cores, building regate included; ≲90 s): a local upstream, regate in-process
 // (proxy and real engine on the embedded default policy, decision log
 // on), optionally `regate serve` from a built binary, and a Squid started
 // with a generated configuration. Targets are measured in interleaved
@@ -21,10 +21,19 @@
 // name) and through the proxy variable (CONNECT), against the same client
 // outside any sandbox.
 //
+// The inspect workload measures HTTPS inspection against a local TLS
+// upstream: keep-alive HTTPS GETs, a bulk download and the latency of a
+// new request (CONNECT, the client's TLS handshake, one GET) through
+// regate inspecting a name, against the same regate's plain tunnel to
+// another name of the same upstream, and keep-alive GETs through
+// mitmproxy (mitmdump) when it is installed. regate is `regate serve`
+// (the first -binary, else built) and in-process.
+//
 //	go run ./test/load [-d 500ms] [-rounds 5] [-c 16] [-bulk 256] [-n 500]
-//	                   [-isolate-bulk 128] [-w keepalive,…,parent,transparent]
+//	                   [-isolate-bulk 128] [-inspect-bulk 64]
+//	                   [-w keepalive,…,parent,transparent,inspect]
 //	                   [-binary [NAME=]bin/regate]... [-squid auto|off|PATH]
-//	                   [-parent-pin=false] [-json]
+//	                   [-mitmproxy auto|off|PATH] [-parent-pin=false] [-json]
 package main
 
 import (
@@ -66,9 +75,11 @@ type options struct {
 	clients    int           // concurrent GET clients
 	bulkMiB    int           // bytes per CONNECT transfer, MiB
 	isolateMiB int           // bytes per sandbox transfer, MiB
+	inspectMiB int           // bytes per inspected download, MiB
 	samples    int           // CONNECT setup samples per target
 	bodySize   int           // GET response body
 	squid      string        // auto, off or a path
+	mitmproxy  string        // auto, off or a path of mitmdump
 	binaries   binaries      // regate binaries to also measure
 	jsonOut    bool
 	cpuProfile string
@@ -79,20 +90,23 @@ type options struct {
 }
 
 // workloadTransparent measures the sandbox of `regate run --isolate`;
-// workloadParent, regate chained to Squid as its parent proxy.
+// workloadParent, regate chained to Squid as its parent proxy;
+// workloadInspect, HTTPS inspection.
 const (
 	workloadTransparent = "transparent"
 	workloadParent      = "parent"
+	workloadInspect     = "inspect"
 )
 
 // workloadNames are the -w values, in run order.
-var workloadNames = []string{"keepalive", "newconn", "connect-up", "connect-down", "latency", workloadParent, workloadTransparent}
+var workloadNames = []string{"keepalive", "newconn", "connect-up", "connect-down", "latency", workloadParent, workloadTransparent, workloadInspect}
 
 // proxyWorkloads reports whether a workload of the proxies side by side
-// (all but parent and transparent, which start their own) is to run.
+// (all but parent, transparent and inspect, which start their own) is to
+// run.
 func (o options) proxyWorkloads() bool {
 	for w := range o.workloads {
-		if w != workloadTransparent && w != workloadParent {
+		if w != workloadTransparent && w != workloadParent && w != workloadInspect {
 			return true
 		}
 	}
@@ -109,10 +123,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.clients, "c", 16, "concurrent GET clients")
 	fs.IntVar(&o.bulkMiB, "bulk", 256, "MiB per CONNECT bulk transfer (each direction, each round)")
 	fs.IntVar(&o.isolateMiB, "isolate-bulk", 128, "MiB per sandbox bulk transfer (transparent workload)")
+	fs.IntVar(&o.inspectMiB, "inspect-bulk", 64, "MiB per HTTPS download (inspect workload)")
 	fs.IntVar(&o.samples, "n", 500, "new CONNECT setups measured per target")
 	fs.IntVar(&o.bodySize, "body", 128, "GET response body bytes")
 	fs.StringVar(&o.squid, "squid", "auto", "squid binary: auto (PATH, /usr/sbin), off, or a path")
-	fs.Var(&o.binaries, "binary", "also measure `regate serve` from a built binary, [NAME=]PATH (repeatable, to compare builds); the first also runs the transparent workload's sandbox and is the parent workload's regate")
+	fs.StringVar(&o.mitmproxy, "mitmproxy", "auto", "mitmdump binary, the inspect workload's baseline: auto (PATH), off, or a path")
+	fs.Var(&o.binaries, "binary", "also measure `regate serve` from a built binary, [NAME=]PATH (repeatable, to compare builds); the first also runs the transparent workload's sandbox and is the parent and inspect workloads' regate")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON line on stdout (the table goes to stderr)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (in-process regate, clients, upstream)")
 	fs.BoolVar(&o.relay, "relay", true, "also measure a minimal splice relay on the CONNECT rows (the cost of the extra hop)")
@@ -133,7 +149,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		o.workloads[w] = true
 	}
-	for name, v := range map[string]int{"-rounds": o.rounds, "-c": o.clients, "-bulk": o.bulkMiB, "-isolate-bulk": o.isolateMiB, "-n": o.samples} {
+	for name, v := range map[string]int{"-rounds": o.rounds, "-c": o.clients, "-bulk": o.bulkMiB, "-isolate-bulk": o.isolateMiB, "-inspect-bulk": o.inspectMiB, "-n": o.samples} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: want at least 1", name, v))
 		}
@@ -166,7 +182,7 @@ func (b *binaries) Set(v string) error {
 		}
 	}
 	switch name {
-	case "", targetDirect, targetRegate, targetSquid, targetRelay:
+	case "", targetDirect, targetRegate, targetSquid, targetRelay, targetMitmproxy:
 		return fmt.Errorf("binary name %q is reserved", name)
 	}
 	*b = append(*b, binarySpec{name: name, path: path})

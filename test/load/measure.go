@@ -19,6 +19,7 @@ type env struct {
 	targets []target
 	parent  []target // Squid and regate chained to it (parent workload only)
 	sandbox []target // the sandbox's paths (transparent workload only)
+	inspect []target // regate's tunnels and inspection, mitmproxy (inspect workload only)
 	stops   []func(*report)
 }
 
@@ -45,6 +46,9 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	if err == nil && o.workloads[workloadTransparent] {
 		err = e.addSandbox(o, dir, rep, progress)
 	}
+	if err == nil && o.workloads[workloadInspect] {
+		err = e.addInspect(ctx, o, dir, rep, progress)
+	}
 	defer func() {
 		for _, stop := range slices.Backward(e.stops) {
 			stop(rep)
@@ -53,7 +57,7 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range slices.Concat(e.targets, e.parent, e.sandbox) {
+	for _, t := range slices.Concat(e.targets, e.parent, e.sandbox, e.inspect) {
 		if !slices.Contains(rep.Targets, t.name) { // direct and squid may be in several
 			rep.Targets = append(rep.Targets, t.name)
 		}
@@ -215,7 +219,12 @@ func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress 
 		}
 	}
 	if len(e.sandbox) > 0 {
-		return runSandbox(ctx, o, e, rep, progress)
+		if err := runSandbox(ctx, o, e, rep, progress); err != nil {
+			return err
+		}
+	}
+	if len(e.inspect) > 0 {
+		return runInspect(ctx, o, e, rep, progress)
 	}
 	return nil
 }

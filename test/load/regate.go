@@ -54,17 +54,29 @@ func startInProcess(ctx context.Context, dir string) (*inProcess, error) {
 // dir/stem-decisions.jsonl; a non-nil chain is its parent proxy; pin pins
 // upstreamName.
 func startInProcessChained(ctx context.Context, dir, stem string, chain *parent.Chain, pin bool) (*inProcess, error) {
+	pcfg := proxy.Config{
+		AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Hosts:      map[string][]netip.Addr{upstreamName: {netip.MustParseAddr("127.0.0.1")}},
+		Parents:    chain,
+	}
+	if !pin {
+		pcfg.Hosts = nil
+	}
+	return startInProcessWith(ctx, dir, stem, engine.Config{Allow: []string{upstreamName}}, pcfg)
+}
+
+// startInProcessWith starts regate in-process on the embedded default
+// policy with ecfg's patterns and data and pcfg's routing, anonymous
+// clients accepted, metrics registered and its decision log in
+// dir/stem-decisions.jsonl.
+func startInProcessWith(ctx context.Context, dir, stem string, ecfg engine.Config, pcfg proxy.Config) (*inProcess, error) {
 	f, err := os.OpenFile(filepath.Join(dir, stem+"-decisions.jsonl"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening decision log: %w", err)
 	}
 	r := &inProcess{reg: prometheus.NewRegistry(), logFile: f, done: make(chan error, 1)}
-	r.e, err = engine.New(engine.Config{
-		Default:     policies.FS,
-		Allow:       []string{upstreamName},
-		DecisionLog: f,
-		Registerer:  r.reg,
-	})
+	ecfg.Default, ecfg.DecisionLog, ecfg.Registerer = policies.FS, f, r.reg
+	r.e, err = engine.New(ecfg)
 	if err == nil {
 		err = r.e.Start(ctx)
 	}
@@ -72,18 +84,8 @@ func startInProcessChained(ctx context.Context, dir, stem string, chain *parent.
 		_ = f.Close()
 		return nil, fmt.Errorf("starting engine: %w", err)
 	}
-	cfg := proxy.Config{
-		AllowAnonymous: true,
-		AllowCIDRs:     []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		Hosts:          map[string][]netip.Addr{upstreamName: {netip.MustParseAddr("127.0.0.1")}},
-		Parents:        chain,
-		DecisionLogger: r.e,
-		Registerer:     r.reg,
-	}
-	if !pin {
-		cfg.Hosts = nil
-	}
-	r.p, err = proxy.New(cfg, r.e)
+	pcfg.AllowAnonymous, pcfg.DecisionLogger, pcfg.Registerer = true, r.e, r.reg
+	r.p, err = proxy.New(pcfg, r.e)
 	var ln net.Listener
 	if err == nil {
 		ln, err = net.Listen("tcp", "127.0.0.1:0")

@@ -15,20 +15,29 @@ import (
 // added µs over base. The zero goal judges nothing.
 type goal struct {
 	only  string // the one target judged; "" for every regate target
-	base  string // targetDirect or targetSquid
+	base  string // targetDirect, targetSquid, baseTunnel or targetMitmproxy
 	ratio float64
 	added float64
 }
 
+// baseTunnel is the goal base of an inspected target: the plain tunnel
+// of the same regate (tunnelOf).
+const baseTunnel = "tunnel"
+
 // The goals: GET requests/s and CONNECT MB/s (issue 3, item 11), regate
-// chained to Squid against Squid alone (keep-alive GET), and the sandbox's
-// transparent path: bulk MB/s and the time a new connection adds.
+// chained to Squid against Squid alone (keep-alive GET), the sandbox's
+// transparent path: bulk MB/s and the time a new connection adds, and
+// HTTPS inspection: keep-alive requests/s against mitmproxy, download
+// MB/s and the time a new request adds against the plain tunnel.
 var (
 	goalGET              = goal{base: targetSquid, ratio: 1.2}
 	goalParentGET        = goal{base: targetSquid, ratio: 0.8}
 	goalConnect          = goal{base: targetDirect, ratio: 0.8}
 	goalTransparentBulk  = goal{only: targetTransparent, base: targetDirect, ratio: 0.25}
 	goalTransparentSetup = goal{only: targetTransparent, base: targetDirect, added: 1000}
+	goalInspectGET       = goal{base: targetMitmproxy, ratio: 5}
+	goalInspectBulk      = goal{base: baseTunnel, ratio: 0.5}
+	goalInspectSetup     = goal{base: baseTunnel, added: 2000}
 )
 
 func (g goal) String() string {
@@ -36,6 +45,8 @@ func (g goal) String() string {
 	switch {
 	case g.base == "":
 		return ""
+	case g.added > 0 && g.base == baseTunnel:
+		s = fmt.Sprintf("adds ≤%.0fµs to the tunnel", g.added)
 	case g.added > 0:
 		s = fmt.Sprintf("adds ≤%.0fµs", g.added)
 	default:
@@ -54,8 +65,13 @@ func (g goal) met(w *row, name string) (met, ok bool) {
 		return false, false
 	}
 	v, ok := w.VsDirect[name]
-	if g.base == targetSquid {
+	switch g.base {
+	case targetSquid:
 		v, ok = w.VsSquid[name]
+	case baseTunnel:
+		v, ok = w.VsTunnel[name]
+	case targetMitmproxy:
+		v, ok = w.VsMitmproxy[name]
 	}
 	switch {
 	case !ok:
@@ -84,13 +100,17 @@ type report struct {
 	ParentLookup        *lookupStats        `json:"parent_lookup,omitempty"`
 	IsolateBinary       string              `json:"isolate_binary,omitempty"`
 	IsolateSkipped      string              `json:"isolate_skipped,omitempty"`
+	InspectBinary       string              `json:"inspect_binary,omitempty"`
+	Mitmproxy           string              `json:"mitmproxy_version,omitempty"`
+	MitmproxySkipped    string              `json:"mitmproxy_skipped,omitempty"`
 	DecisionLog         map[string]logStats `json:"decision_log"`
 	Rows                []row               `json:"rows"`
 }
 
 // row is one workload: a value per target, and the ratios (for latency
-// rows: the microseconds added) against direct and Squid, and the
-// transparent path's against the sandbox's proxy path.
+// rows: the microseconds added) against direct and Squid, the transparent
+// path's against the sandbox's proxy path, and an inspected target's
+// against its plain tunnel and mitmproxy.
 type row struct {
 	ID          string               `json:"id"`
 	Title       string               `json:"title"`
@@ -111,9 +131,14 @@ type row struct {
 	// VsIsolateProxy is the transparent path against the proxy path from
 	// the same sandbox.
 	VsIsolateProxy map[string]float64 `json:"vs_isolate_proxy,omitempty"`
-	Goal           string             `json:"goal,omitempty"`
-	GoalMet        map[string]bool    `json:"goal_met,omitempty"`
-	goal           goal
+	// VsTunnel is an inspected target against the plain tunnel of the
+	// same regate (for latency rows: the µs added); VsMitmproxy, against
+	// mitmproxy.
+	VsTunnel    map[string]float64 `json:"vs_tunnel,omitempty"`
+	VsMitmproxy map[string]float64 `json:"vs_mitmproxy,omitempty"`
+	Goal        string             `json:"goal,omitempty"`
+	GoalMet     map[string]bool    `json:"goal_met,omitempty"`
+	goal        goal
 }
 
 func newReport(o options) *report {
@@ -122,7 +147,7 @@ func newReport(o options) *report {
 		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		Options: map[string]any{
 			"duration": o.duration.String(), "warmup": o.warmup.String(), "rounds": o.rounds,
-			"clients": o.clients, "parent_pin": o.parentPin, "bulk_mib": o.bulkMiB, "isolate_bulk_mib": o.isolateMiB, "samples": o.samples, "body_bytes": o.bodySize,
+			"clients": o.clients, "parent_pin": o.parentPin, "bulk_mib": o.bulkMiB, "isolate_bulk_mib": o.isolateMiB, "inspect_bulk_mib": o.inspectMiB, "samples": o.samples, "body_bytes": o.bodySize,
 		},
 		DecisionLog: map[string]logStats{},
 	}
@@ -131,7 +156,7 @@ func newReport(o options) *report {
 func newRow(id, title, unit string, g goal) row {
 	return row{ID: id, Title: title, Unit: unit, Values: map[string]float64{}, Rounds: map[string][]float64{},
 		VsDirect: map[string]float64{}, VsSquid: map[string]float64{}, OverSquid: map[string]float64{}, VsRelay: map[string]float64{},
-		VsIsolateProxy: map[string]float64{}, Errors: map[string]int64{},
+		VsIsolateProxy: map[string]float64{}, VsTunnel: map[string]float64{}, VsMitmproxy: map[string]float64{}, Errors: map[string]int64{},
 		FirstErrors: map[string]string{}, Reconnects: map[string]int64{}, GoalMet: map[string]bool{},
 		UpstreamConnsPerOp: map[string]float64{}, Goal: g.String(), goal: g}
 }
@@ -217,6 +242,14 @@ func (r *report) finish(w *row) {
 		if v, ok := w.compare(name, targetIsolateProxy); ok && name == targetTransparent {
 			w.VsIsolateProxy[name] = v
 		}
+		if base, inspected := tunnelOf(name); inspected {
+			if v, ok := w.compare(name, base); ok {
+				w.VsTunnel[name] = v
+			}
+			if v, ok := w.compare(name, targetMitmproxy); ok {
+				w.VsMitmproxy[name] = v
+			}
+		}
 		if met, ok := w.goal.met(w, name); ok {
 			w.GoalMet[name] = met
 		}
@@ -235,8 +268,8 @@ func (r *report) finish(w *row) {
 }
 
 // compare is name against base: the median per-round ratio of a rate
-// row; for a latency row against direct the microseconds added, else the
-// ratio of the latencies.
+// row; for a latency row against direct or a plain tunnel the
+// microseconds added, else the ratio of the latencies.
 func (w *row) compare(name, base string) (float64, bool) {
 	b, ok := w.Values[base]
 	if !ok || b <= 0 {
@@ -244,7 +277,7 @@ func (w *row) compare(name, base string) (float64, bool) {
 	}
 	v := w.Values[name]
 	switch {
-	case w.Latency && base == targetDirect:
+	case w.Latency && (base == targetDirect || strings.HasSuffix(base, tunnelSuffix)):
 		return round1(v - b), true
 	case w.Latency:
 		return round3(v / b), true

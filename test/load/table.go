@@ -20,24 +20,31 @@ func (r *report) writeJSON(w io.Writer) error {
 }
 
 // compared are the regate targets among targets (in-process, binaries,
-// the sandbox's paths), whose ratios a table shows.
+// the sandbox's paths, inspecting), whose ratios a table shows; not the
+// baselines (direct, Squid, the relay, regate's plain tunnels of the
+// inspect workload, mitmproxy).
 func compared(targets []string) []string {
 	var out []string
 	for _, name := range targets {
-		if name != targetDirect && name != targetSquid && name != targetRelay {
+		switch {
+		case name == targetDirect, name == targetSquid, name == targetRelay, name == targetMitmproxy:
+		case strings.HasSuffix(name, tunnelSuffix):
+		default:
 			out = append(out, name)
 		}
 	}
 	return out
 }
 
-// writeTable prints the rows in up to three tables, the proxies'
-// workloads, regate chained to Squid (parent) and the sandbox's
-// (transparent), then the notes.
+// writeTable prints the rows in up to four tables, the proxies'
+// workloads, regate chained to Squid (parent), the sandbox's
+// (transparent) and HTTPS inspection's, then the notes.
 func (r *report) writeTable(out io.Writer) {
-	var proxies, chained, sandbox []row
+	var proxies, chained, sandbox, inspect []row
 	for _, w := range r.Rows {
 		switch {
+		case strings.HasPrefix(w.ID, workloadInspect):
+			inspect = append(inspect, w)
 		case strings.HasPrefix(w.ID, workloadTransparent):
 			sandbox = append(sandbox, w)
 		case strings.HasPrefix(w.ID, workloadParent):
@@ -47,7 +54,7 @@ func (r *report) writeTable(out io.Writer) {
 		}
 	}
 	first := true
-	for _, rows := range [][]row{proxies, chained, sandbox} {
+	for _, rows := range [][]row{proxies, chained, sandbox, inspect} {
 		if len(rows) == 0 {
 			continue
 		}
@@ -62,7 +69,8 @@ func (r *report) writeTable(out io.Writer) {
 
 // writeRows prints a table: one column per target measured in rows, then
 // the ratios of every regate target against direct and Squid (when
-// measured), then the goal.
+// measured), or an inspecting one's against its plain tunnel and
+// mitmproxy, then the goal.
 func (r *report) writeRows(out io.Writer, rows []row) {
 	var targets []string
 	for _, name := range r.Targets {
@@ -71,6 +79,8 @@ func (r *report) writeRows(out io.Writer, rows []row) {
 		}
 	}
 	withDirect, withSquid := slices.Contains(targets, targetDirect), slices.Contains(targets, targetSquid)
+	withTunnel := slices.ContainsFunc(targets, func(name string) bool { return strings.HasSuffix(name, tunnelSuffix) })
+	withMitmproxy := slices.Contains(targets, targetMitmproxy)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 	compared := compared(targets)
 	head := append([]string{"workload", "unit"}, targets...)
@@ -80,6 +90,12 @@ func (r *report) writeRows(out io.Writer, rows []row) {
 		}
 		if withSquid {
 			head = append(head, name+"/squid")
+		}
+		if withTunnel {
+			head = append(head, name+"/tunnel")
+		}
+		if withMitmproxy {
+			head = append(head, name+"/mitmproxy")
 		}
 	}
 	fmt.Fprintln(tw, strings.Join(append(head, "goal"), "\t")+"\t")
@@ -94,6 +110,12 @@ func (r *report) writeRows(out io.Writer, rows []row) {
 			}
 			if withSquid {
 				cells = append(cells, squidCell(w, name))
+			}
+			if withTunnel {
+				cells = append(cells, ratioCell(w.VsTunnel, name, w.Latency))
+			}
+			if withMitmproxy {
+				cells = append(cells, ratioCell(w.VsMitmproxy, name, false))
 			}
 		}
 		cells = append(cells, goalCell(w, compared))
@@ -190,6 +212,7 @@ func (r *report) writeNotes(out io.Writer) {
 	if r.IsolateBinary != "" {
 		fmt.Fprintf(out, "sandbox rows: this tool's client inside `%s run --isolate` and, as direct, outside any sandbox\n", r.IsolateBinary)
 	}
+	r.writeInspectNotes(out)
 	for _, name := range r.Targets {
 		st, ok := r.DecisionLog[name]
 		if !ok {
@@ -231,4 +254,17 @@ func mapLine(m map[string]float64, targets []string, format string) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// writeInspectNotes says what the inspect rows compare.
+func (r *report) writeInspectNotes(out io.Writer) {
+	if r.InspectBinary != "" {
+		fmt.Fprintf(out, "HTTPS rows: the same TLS upstream through regate (X = `%s serve`, regate = in-process), X%s a plain CONNECT tunnel to %s (the client's TLS ends at the upstream), X%s the same regate inspecting %s (it ends at regate, which verifies the upstream with --upstream-ca); HTTP/1.1 clients, a full TLS handshake per new connection; latency: X%s/tunnel is the time inspection adds\n",
+			r.InspectBinary, tunnelSuffix, tunnelName, inspectSuffix, inspectName, inspectSuffix)
+	}
+	if r.Mitmproxy != "" {
+		fmt.Fprintf(out, "mitmproxy %s (mitmdump, its own CA, the upstream's CA trusted): CONNECT to the upstream's address, %s in the client's TLS\n", r.Mitmproxy, inspectName)
+	} else if r.MitmproxySkipped != "" {
+		fmt.Fprintln(out, r.MitmproxySkipped)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -38,6 +39,18 @@ type target struct {
 	byName     bool   // direct to upstreamName, not 127.0.0.1 (the sandbox resolves it)
 	tunnelOnly bool   // serves CONNECT only (the reference relay)
 	inner      *inner // the client process that runs this target's workloads (transparent)
+	tls        *tlsPath
+}
+
+// tlsPath is how a target of the inspect workload reaches the TLS
+// upstream: the CONNECT authority (host:port), and the client's TLS
+// configuration there: the name it asks for (SNI, and Host) and the one
+// CA it trusts — the upstream's through a plain tunnel, the inspecting
+// proxy's otherwise — so that a path which is not what its name says
+// fails its handshake.
+type tlsPath struct {
+	authority string
+	config    *tls.Config
 }
 
 func (t target) direct() bool { return t.proxyAddr == "" }
@@ -84,12 +97,16 @@ func (t target) openTunnel(port int) (net.Conn, error) {
 	if t.direct() {
 		return net.DialTimeout("tcp", t.upstreamAddr(port), ioTimeout)
 	}
+	return t.connect(net.JoinHostPort(upstreamName, strconv.Itoa(port)))
+}
+
+// connect opens a CONNECT tunnel to hostport through the proxy.
+func (t target) connect(hostport string) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", t.proxyAddr, ioTimeout)
 	if err != nil {
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(ioTimeout))
-	hostport := upstreamName + ":" + strconv.Itoa(port)
 	head := "CONNECT " + hostport + " HTTP/1.1\r\nHost: " + hostport + "\r\n"
 	if t.proxyAuth != "" {
 		head += "Proxy-Authorization: " + t.proxyAuth + "\r\n"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -29,9 +30,12 @@ const (
 
 // upstream is the local destination of every workload: an HTTP server for
 // the GET workloads, and raw TCP servers for the tunnels: an echo (setup
-// latency), a sink (upload) and a source (download).
+// latency), a sink (upload) and a source (download); for the inspect
+// workload, the same HTTP server over TLS too (startTLS).
 type upstream struct {
 	http   *http.Server
+	https  *http.Server // nil until startTLS
+	body   []byte       // the answer to a GET
 	lns    []net.Listener
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -39,8 +43,13 @@ type upstream struct {
 	closed bool
 
 	httpPort, echoPort, sinkPort, sourcePort int
-	httpConns                                atomic.Int64 // HTTP connections accepted
+	httpsPort                                int
+	httpConns                                atomic.Int64 // HTTP and HTTPS connections accepted
 }
+
+// bulkPath answers a GET with as many bytes as its query's n asks (the
+// inspect workload's download).
+const bulkPath = "/bulk"
 
 // startUpstream listens on 127.0.0.1 ephemeral ports; the GET body is
 // bodySize bytes.
@@ -50,20 +59,8 @@ func startUpstream(bodySize int) (*upstream, error) {
 	for i := range body {
 		body[i] = 'a' + byte(i%26)
 	}
-	clen := strconv.Itoa(len(body))
-	u.http = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "text/plain")
-			w.Header().Set("Content-Length", clen)
-			_, _ = w.Write(body)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-		ConnState: func(_ net.Conn, st http.ConnState) {
-			if st == http.StateNew {
-				u.httpConns.Add(1)
-			}
-		},
-	}
+	u.body = body
+	u.http = u.server()
 	ports := []*int{&u.httpPort, &u.echoPort, &u.sinkPort, &u.sourcePort}
 	serve := []func(net.Conn){nil, serveEcho, serveSink, serveSource}
 	for i, port := range ports {
@@ -81,6 +78,55 @@ func startUpstream(bodySize int) (*upstream, error) {
 		u.wg.Go(func() { u.acceptLoop(ln, serve[i]) })
 	}
 	return u, nil
+}
+
+// server is the HTTP server of the GET workloads: body to any GET but a
+// bulk one; it counts the connections it accepts.
+func (u *upstream) server() *http.Server {
+	body, clen := u.body, strconv.Itoa(len(u.body))
+	return &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			if r.URL.Path == bulkPath {
+				serveBulk(w, r)
+				return
+			}
+			w.Header().Set("Content-Length", clen)
+			_, _ = w.Write(body)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				u.httpConns.Add(1)
+			}
+		},
+	}
+}
+
+// serveBulk answers n bytes of fill, n from the query.
+func serveBulk(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+	if err != nil || n < 0 {
+		http.Error(w, "bad n", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	_, _ = writeN(w, n)
+}
+
+// startTLS serves the same answers over TLS (HTTP/2 and HTTP/1.1) with
+// cert on one more ephemeral port, httpsPort.
+func (u *upstream) startTLS(cert tls.Certificate) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listening for the TLS upstream: %w", err)
+	}
+	u.lns = append(u.lns, ln)
+	u.httpsPort = ln.Addr().(*net.TCPAddr).Port
+	u.https = u.server()
+	u.https.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	u.wg.Go(func() { _ = u.https.ServeTLS(ln, "", "") })
+	return nil
 }
 
 func (u *upstream) acceptLoop(ln net.Listener, serve func(net.Conn)) {
@@ -119,6 +165,9 @@ func (u *upstream) track(c net.Conn, add bool) bool {
 // close stops every server and waits for their goroutines.
 func (u *upstream) close() {
 	_ = u.http.Close()
+	if u.https != nil {
+		_ = u.https.Close()
+	}
 	for _, ln := range u.lns {
 		_ = ln.Close()
 	}

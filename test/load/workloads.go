@@ -64,7 +64,13 @@ func runClients(u *upstream, n int, d time.Duration, client func(deadline time.T
 // keepAlive: every client sends GETs one after the other on one
 // keep-alive connection.
 func keepAlive(t target, u *upstream, clients int, d time.Duration) sample {
-	req := t.getRequest(u.httpPort, false)
+	dial := func() (net.Conn, error) { return t.dialHTTP(u.httpPort) }
+	return keepAliveOn(u, clients, d, dial, t.getRequest(u.httpPort, false))
+}
+
+// keepAliveOn: every client sends req one after the other on one
+// keep-alive connection that dial opens.
+func keepAliveOn(u *upstream, clients int, d time.Duration, dial func() (net.Conn, error), req []byte) sample {
 	return runClients(u, clients, d, func(deadline time.Time, c *counter) {
 		var conn net.Conn
 		var br *bufio.Reader
@@ -76,7 +82,7 @@ func keepAlive(t target, u *upstream, clients int, d time.Duration) sample {
 		for time.Now().Before(deadline) {
 			if conn == nil {
 				var err error
-				if conn, err = t.dialHTTP(u.httpPort); err != nil {
+				if conn, err = dial(); err != nil {
 					c.fail(err)
 					time.Sleep(10 * time.Millisecond)
 					continue
