@@ -67,7 +67,8 @@ func TestReloadUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "policy.rego")
 	writeFile(t, path, allowPolicy("a.test"))
-	e := startEngine(t, Config{Policies: []string{path}, Watch: true, Debounce: 20 * time.Millisecond})
+	e := startEngine(t, Config{Policies: []string{path}, Watch: true, Debounce: 20 * time.Millisecond,
+		DecisionTimeout: 10 * time.Second}) // a timeout would be neither policy's; this test is about reloads
 
 	var stop atomic.Bool
 	var wg sync.WaitGroup
