@@ -43,6 +43,7 @@ type blockedSummary struct {
 type summaryKey struct {
 	failed       bool
 	udp          bool // dropped UDP datagrams, not connections
+	inspected    bool // HTTPS requests inside an inspected tunnel
 	dest, reason string
 }
 
@@ -55,7 +56,8 @@ func (s *blockedSummary) observe(ev *engine.Event) {
 	if ev.Allow || ev.Scheme == engine.SchemeUDP { // datagrams are counted by udp
 		return
 	}
-	k := summaryKey{dest: joinDest(ev.Host, ev.Port), reason: ev.Reason}
+	k := summaryKey{dest: joinDest(ev.Host, ev.Port), reason: ev.Reason,
+		inspected: ev.Scheme == engine.SchemeHTTPS && ev.Method != engine.MethodConnect}
 	if s.add(k) && ev.Method == engine.MethodConnect && isTunnel(ev.Scheme) {
 		s.tunnel(k, ev.Scheme)
 	}
@@ -136,6 +138,8 @@ func (s *blockedSummary) print(w io.Writer) {
 			fmt.Fprintf(w, "regate: %d %s to %s failed — %s\n", n, connections(n), printable(k.dest), printable(k.reason))
 		case k.udp:
 			fmt.Fprintf(w, "regate: blocked %d UDP %s to %s — %s\n", n, plural(n, "packet"), printable(k.dest), printable(k.reason))
+		case k.inspected:
+			fmt.Fprintf(w, "regate: blocked %d inspected HTTPS %s to %s — %s\n", n, plural(n, "request"), printable(k.dest), printable(k.reason))
 		case s.retried[k]:
 			fmt.Fprintf(w, "regate: blocked %d %s (the client retried) to %s — %s\n", n, connections(n), printable(k.dest), printable(k.reason))
 		default:

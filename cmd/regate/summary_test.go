@@ -162,7 +162,7 @@ func TestSummarySaysTheClientRetried(t *testing.T) {
 		"regate: blocked 2 connections to plain.test:443 — no rule allows plain.test\n",
 		"regate: blocked 2 connections to mixed.test:443 — no rule allows mixed.test\n",
 		"regate: blocked 2 connections (the client retried) to socks.test:443 — no rule allows socks.test\n",
-		"regate: blocked 2 connections to inspected.test:443 — method POST is not allowed\n",
+		"regate: blocked 2 inspected HTTPS requests to inspected.test:443 — method POST is not allowed\n",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, b.String())

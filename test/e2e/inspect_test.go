@@ -82,7 +82,7 @@ echo "bundle: $(ls $TMPDIR/regate-run-*/bundle.pem | wc -l)"
 			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)
 		}
 	}
-	if !strings.Contains(res.stderr, "blocked 3 connections to github.test:"+p+" — method POST is not allowed for HTTPS requests") ||
+	if !strings.Contains(res.stderr, "regate: blocked 3 inspected HTTPS requests to github.test:"+p+" — method POST is not allowed for HTTPS requests") ||
 		!strings.Contains(res.stderr, "1 connection to github.test:"+p+" failed — the client's TLS handshake failed on an inspected host") {
 		t.Errorf("summary lacks the inspected deny:\n%s", res.stderr)
 	}
