@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/http/httputil"
 	"net/url"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -147,9 +149,61 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, src reqSour
 			return err
 		}
 		fw := &forwarding{f: f, route: rt}
-		p.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw)))
+		r = r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw))
+		if isUpgrade(r) {
+			p.upgrade(w, r, fw)
+			return fw.err
+		}
+		p.gp.ServeHTTP(w, r)
 		return fw.err
 	})
+}
+
+// isUpgrade reports whether r asks to switch protocols (a WebSocket
+// handshake): goproxy strips its Connection and Upgrade headers, so it
+// takes upgrade instead.
+func isUpgrade(r *http.Request) bool {
+	return r.ProtoMajor == 1 && r.Header.Get("Upgrade") != "" &&
+		slices.ContainsFunc(r.Header.Values("Connection"), func(v string) bool {
+			return slices.ContainsFunc(strings.Split(v, ","), func(t string) bool { return strings.EqualFold(strings.TrimSpace(t), "upgrade") })
+		})
+}
+
+// upgrade forwards an allowed request that switches protocols, through
+// net/http's reverse proxy over the same transports and route: the 101
+// answer is relayed, then the two connections are joined, as a tunnel's.
+// The protocol after the switch is not decided again (the request was).
+func (p *Proxy) upgrade(w http.ResponseWriter, r *http.Request, fw *forwarding) {
+	t := p.transport
+	if r.URL.Scheme == "https" {
+		t = p.inspectTransport(fw.f.in.AttemptID)
+	}
+	stripUpgradeHops(r.Header)
+	rp := &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.Out.Host = r.Host },
+		Transport: t,
+		ErrorLog:  slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			fw.err = err
+			answerHTTP(fw.f.refusal(err)).write(w)
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			if fw.route.absolute && parent.IsRefusal(resp) {
+				return &dialError{class: dialParent, err: &parent.Error{Status: resp.Status}}
+			}
+			return nil
+		},
+	}
+	rp.ServeHTTP(w, r)
+}
+
+// stripUpgradeHops removes the hop-by-hop headers of an upgrade request
+// but Connection and Upgrade themselves (net/http's reverse proxy keeps
+// those for the switch).
+func stripUpgradeHops(h http.Header) {
+	for _, k := range []string{"Proxy-Connection", "Keep-Alive", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding"} {
+		h.Del(k)
+	}
 }
 
 // policyHeaders is input.headers of r: lower-case names, repeated values
