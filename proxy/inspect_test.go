@@ -2,10 +2,15 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -244,6 +249,33 @@ func TestInspectRefusals(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "certificate") {
 			t.Errorf("%s %q, want a 502 naming the certificate", resp.Status, body)
+		}
+	})
+
+	t.Run("upstream certificate expired", func(t *testing.T) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "allowed.test"},
+			DNSNames: []string{"allowed.test"}, NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expired := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "never") }))
+		expired.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+		expired.StartTLS()
+		t.Cleanup(expired.Close)
+		cert, _ := x509.ParseCertificate(der)
+		fx.h.p.cfg.Inspect.UpstreamRoots.AddCert(cert) // trusted, but expired
+		resp, err := fx.client(t, false).Get("https://allowed.test:" + portOf(t, expired.URL) + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "expired") {
+			t.Errorf("%s %q, want a 502 saying the certificate expired", resp.Status, body)
 		}
 	})
 
