@@ -148,7 +148,7 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, src reqSour
 			answerHTTP(f.refusal(err)).send(w)
 			return err
 		}
-		fw := &forwarding{f: f, route: rt}
+		fw := &forwarding{f: f, route: rt, w: w}
 		r = r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw))
 		if isUpgrade(r) {
 			p.upgrade(w, r, fw)
@@ -266,6 +266,7 @@ func plainTarget(r *http.Request, head headInfo) (Dest, error) {
 type forwarding struct {
 	f     *flow
 	route route
+	w     http.ResponseWriter // the client's, flushed while a streamed body is relayed
 	err   error
 }
 
@@ -374,7 +375,24 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 		return answerHTTP(f.refusal(fw.err)).response(r), nil
 	}
 	resp.Body = &countingBody{ReadCloser: resp.Body, n: &f.down}
+	if fl, ok := fw.w.(http.Flusher); ok && resp.ContentLength < 0 {
+		// A streamed body (chunked, HTTP/2 without a length: server-sent
+		// events, progress) reaches the client as it comes.
+		resp.Body = &flushingBody{ReadCloser: resp.Body, flush: fl.Flush}
+	}
 	return resp, nil
+}
+
+// flushingBody flushes the client's writer before each read, so that what
+// goproxy wrote of the body so far is sent before waiting for more.
+type flushingBody struct {
+	io.ReadCloser
+	flush func()
+}
+
+func (b *flushingBody) Read(p []byte) (int, error) {
+	b.flush()
+	return b.ReadCloser.Read(p)
 }
 
 // countingBody counts what passes.

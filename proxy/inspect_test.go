@@ -291,3 +291,103 @@ func TestInspectRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestInspectStreams: bodies stream through an inspected tunnel in both
+// directions — the upstream sees the first part of an upload before the
+// client sends the rest, and the client gets the first part of a download
+// before the upstream writes the rest (either would deadlock if regate
+// buffered a whole body) — over HTTP/1.1 and HTTP/2, with
+// Expect: 100-continue.
+func TestInspectStreams(t *testing.T) {
+	ca, _ := tlsca.New("test CA", time.Hour)
+	upCA, _ := tlsca.New("upstream CA", time.Hour)
+	gotFirst := make(chan struct{}, 1)
+	sentFirst := make(chan struct{}, 1)
+	clientGotFirst := make(chan struct{}, 1)
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/upload":
+			buf := make([]byte, 5)
+			if _, err := io.ReadFull(r.Body, buf); err != nil || string(buf) != "first" {
+				http.Error(w, "bad first part", 400)
+				return
+			}
+			gotFirst <- struct{}{}
+			rest, _ := io.ReadAll(r.Body)
+			fmt.Fprintf(w, "got first and %d more", len(rest))
+		case "/download":
+			io.WriteString(w, "first")
+			w.(http.Flusher).Flush()
+			sentFirst <- struct{}{}
+			select {
+			case <-clientGotFirst:
+				io.WriteString(w, " then the rest")
+			case <-time.After(10 * time.Second):
+				io.WriteString(w, " (the client never got the first part)")
+			}
+		}
+	}))
+	up.EnableHTTP2 = true
+	up.TLS = &tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return upCA.Leaf(h.ServerName) }}
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(upCA.Certificate())
+	cfg := testConfig()
+	cfg.Inspect = &Inspection{CA: ca, UpstreamRoots: roots}
+	h := startProxy(t, cfg, &fakeDecider{fn: func(in engine.Input) (engine.Decision, error) {
+		return engine.Decision{Allow: in.Host == "allowed.test", Reason: "test", Inspect: true, ID: "d"}, nil
+	}})
+	caPool := x509.NewCertPool()
+	caPool.AddCert(ca.Certificate())
+	base := "https://allowed.test:" + portOf(t, up.URL)
+	for _, h2 := range []bool{false, true} {
+		tr := &http.Transport{
+			Proxy:                 http.ProxyURL(&url.URL{Scheme: "http", Host: h.httpAddr}),
+			TLSClientConfig:       &tls.Config{RootCAs: caPool},
+			ForceAttemptHTTP2:     h2,
+			ExpectContinueTimeout: 5 * time.Second,
+		}
+		c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+
+		pr, pw := io.Pipe()
+		go func() {
+			io.WriteString(pw, "first")
+			select {
+			case <-gotFirst:
+				pw.Write(make([]byte, 1<<20))
+				pw.Close()
+			case <-time.After(10 * time.Second):
+				pw.CloseWithError(fmt.Errorf("the upstream never got the first part"))
+			}
+		}()
+		req, _ := http.NewRequest("POST", base+"/upload", pr)
+		req.Header.Set("Expect", "100-continue")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("h2=%v: upload: %v", h2, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != fmt.Sprintf("got first and %d more", 1<<20) {
+			t.Errorf("h2=%v: upload: %s %q", h2, resp.Status, body)
+		}
+
+		resp, err = c.Get(base + "/download")
+		if err != nil {
+			t.Fatalf("h2=%v: download: %v", h2, err)
+		}
+		first := make([]byte, 5)
+		if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "first" {
+			t.Fatalf("h2=%v: first part %q %v", h2, first, err)
+		}
+		<-sentFirst
+		clientGotFirst <- struct{}{}
+		rest, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(rest) != " then the rest" {
+			t.Errorf("h2=%v: download rest %q", h2, rest)
+		}
+		tr.CloseIdleConnections()
+	}
+}
