@@ -391,3 +391,26 @@ func TestInspectStreams(t *testing.T) {
 		tr.CloseIdleConnections()
 	}
 }
+
+// TestInspectTrailers: an upstream's trailers reach the client through an
+// inspected tunnel, over HTTP/1.1 and HTTP/2.
+func TestInspectTrailers(t *testing.T) {
+	fx := newInspectFixture(t)
+	fx.up.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		io.WriteString(w, "body")
+		w.(http.Flusher).Flush()
+		w.Header().Set("X-Checksum", "c0ffee")
+	})
+	for _, h2 := range []bool{false, true} {
+		resp, err := fx.client(t, h2).Get("https://allowed.test:" + fx.port + "/t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "body" || resp.Trailer.Get("X-Checksum") != "c0ffee" {
+			t.Errorf("h2=%v: body %q, trailers %v", h2, body, resp.Trailer)
+		}
+	}
+}
