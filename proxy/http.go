@@ -375,37 +375,12 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 		return answerHTTP(f.refusal(fw.err)).response(r), nil
 	}
 	resp.Body = &countingBody{ReadCloser: resp.Body, n: &f.down}
-	if len(resp.Trailer) > 0 && fw.w != nil {
-		resp.Body = &trailerBody{ReadCloser: resp.Body, resp: resp, w: fw.w}
-	}
 	if fl, ok := fw.w.(http.Flusher); ok && resp.ContentLength < 0 {
 		// A streamed body (chunked, HTTP/2 without a length: server-sent
 		// events, progress) reaches the client as it comes.
 		resp.Body = &flushingBody{ReadCloser: resp.Body, flush: fl.Flush}
 	}
 	return resp, nil
-}
-
-// trailerBody passes the upstream's trailers on once its body is read
-// (net/http's TrailerPrefix: goproxy relays headers and body only).
-type trailerBody struct {
-	io.ReadCloser
-	resp *http.Response
-	w    http.ResponseWriter
-	done bool
-}
-
-func (b *trailerBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && !b.done {
-		b.done = true
-		for k, vs := range b.resp.Trailer {
-			if !slices.Contains(hopHeaders, http.CanonicalHeaderKey(k)) {
-				b.w.Header()[http.TrailerPrefix+k] = vs
-			}
-		}
-	}
-	return n, err
 }
 
 // flushingBody flushes the client's writer before each read, so that what
