@@ -269,3 +269,20 @@ func makeCA(t *testing.T) (string, string) {
 	kder, _ := x509.MarshalECPrivateKey(key)
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
 }
+
+// TestInspectJVM: the JVM under run reaches an inspected host through the
+// proxy properties and the PKCS#12 trust store regate puts in
+// JAVA_TOOL_OPTIONS (the system's roots plus the run's CA).
+func TestInspectJVM(t *testing.T) {
+	need(t, "java", "sh")
+	up, caFile := newTLSUpstream(t, "github.test")
+	p := up.port()
+	src := writeFile(t, t.TempDir(), "Get.java", javaGet)
+	url := "https://github.test:" + p + "/jvm"
+	res := regate(t, nil, "run", "--inspect", "github.test", "--allow", "github.test", "--methods", "GET",
+		"--allow-cidr", "127.0.0.1/32", "--resolve", "github.test:127.0.0.1", "--upstream-ca", caFile, "--", "java", src, url)
+	wantCode(t, res, 0)
+	if !strings.Contains(res.stdout, url+" 200 hello from TLS upstream: GET /jvm") {
+		t.Errorf("the JVM through an inspected host:\nstdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	}
+}
