@@ -134,8 +134,9 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, src reqSour
 	f.in.Path = path
 	f.in.TLS = src.tls
 	f.in.Headers = policyHeaders(r)
+	f.in.Secrets = p.cfg.Secrets.Present(r)
 	f.drive(func(f *flow) error {
-		if !f.decide(r.Context()) {
+		if !f.decide(r.Context()) || !p.swapSecrets(f, r) {
 			answerHTTP(f.refusal(nil)).send(w)
 			return nil
 		}
@@ -237,6 +238,8 @@ func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 	gp.OnResponse().DoFunc(func(resp *http.Response, _ *goproxy.ProxyCtx) *http.Response {
 		if resp != nil {
 			stripHopHeaders(resp.Header)
+			p.cfg.Secrets.Scrub(resp.Header)
+			p.cfg.Secrets.Scrub(resp.Trailer)
 		}
 		return resp
 	})
@@ -310,6 +313,7 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 	}
 	resp, err := t.RoundTrip(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
 	if err != nil {
+		err = p.scrubError(err)
 		fw.err = err
 		return answerHTTP(f.refusal(err)).response(r), nil
 	}

@@ -151,22 +151,27 @@ var ErrLeft = errors.New("a secret's placeholder is left where regate does not r
 // other token schemes, and inside HTTP Basic), query parameter values and
 // path segments. A placeholder of any secret still in the request line or
 // headers afterwards refuses the request (ErrLeft), as does a value that
-// would change the path's segments. Uses are counted per host.
+// would change the path's segments. Uses (requests that passed) are
+// counted per host.
 func (s *Set) Swap(r *http.Request, host string, port int) error {
+	var used []string
 	for _, sec := range s.For(host, port) {
 		n, err := sec.swap(r)
 		if err != nil {
 			return fmt.Errorf("secret %s: %w", sec.Name, err)
 		}
 		if n > 0 {
-			s.mu.Lock()
-			s.uses[useKey{sec.Name, host}]++
-			s.mu.Unlock()
+			used = append(used, sec.Name)
 		}
 	}
 	if left := s.Present(r); len(left) > 0 {
 		return fmt.Errorf("%w: secret %s (the placeholder is replaced only in the Authorization header%s, query parameter values and path segments)",
 			ErrLeft, strings.Join(left, ", "), s.headersNote())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, name := range used {
+		s.uses[useKey{name, host}]++
 	}
 	return nil
 }

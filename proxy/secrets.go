@@ -1,0 +1,61 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/regate/regate/engine"
+)
+
+// Rules of the proxy's own denies of requests that carry a secret's
+// placeholder to a host it is bound to but cannot be swapped safely.
+const (
+	ruleSecretCleartext = "secrets:cleartext"
+	ruleSecretLeft      = "secrets:left"
+)
+
+// swapSecrets puts the real values into an allowed request to a host
+// secrets are bound to (README, "Keeping secrets out of the sandbox"). It
+// runs after the decision, so the policy and the decision log see only
+// placeholders. A placeholder on plain HTTP to a bound host, or left
+// where nothing replaces it, is the proxy's own deny (false). Requests to
+// other hosts are not touched: their placeholders are the policy's to
+// judge (input.secrets).
+func (p *Proxy) swapSecrets(f *flow, r *http.Request) bool {
+	set := p.cfg.Secrets
+	if !set.Bound(f.in.Host, f.in.Port) {
+		return true
+	}
+	if f.in.Scheme != engine.SchemeHTTPS || f.in.TLS == nil || !f.in.TLS.Inspected {
+		if len(f.in.Secrets) == 0 {
+			return true
+		}
+		f.ownDeny(ruleSecretCleartext, fmt.Sprintf("the request carries the placeholder of secret %s over plain HTTP: regate sends secrets only over HTTPS",
+			strings.Join(f.in.Secrets, ", ")))
+		return false
+	}
+	if err := set.Swap(r, f.in.Host, f.in.Port); err != nil {
+		f.ownDeny(ruleSecretLeft, set.ScrubString(err.Error()))
+		return false
+	}
+	return true
+}
+
+// scrubbedError is an upstream error whose text had a real value in it.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+// scrubError keeps real values out of the texts of upstream errors, which
+// reach the client's answer, the outcome and the logs.
+func (p *Proxy) scrubError(err error) error {
+	if msg := p.cfg.Secrets.ScrubString(err.Error()); msg != err.Error() {
+		return &scrubbedError{msg: msg, err: err}
+	}
+	return err
+}
