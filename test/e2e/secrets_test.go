@@ -199,3 +199,25 @@ echo "env:"; env
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestSecretsReadmeExample: the README's rule on input.secrets passes its
+// own tests (regate test, as opa test).
+func TestSecretsReadmeExample(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"policy.rego", "policy_test.rego"} {
+		m := regexp.MustCompile("(?s)```rego\n# secrets/" + regexp.QuoteMeta(name) + "\n(.*?)```").FindSubmatch(readme)
+		if m == nil {
+			t.Fatalf("README has no secrets/%s block", name)
+		}
+		writeFile(t, dir, name, string(m[1]))
+	}
+	res := regate(t, nil, "test", "--fail-on-empty", dir)
+	wantCode(t, res, 0)
+	if !strings.Contains(res.stdout, "PASS: 4/4") {
+		t.Errorf("regate test:\n%s\n%s", res.stdout, res.stderr)
+	}
+}
