@@ -221,3 +221,20 @@ func TestSecretsReadmeExample(t *testing.T) {
 		t.Errorf("regate test:\n%s\n%s", res.stdout, res.stderr)
 	}
 }
+
+// TestSecretsServeRefused: serve does not swap secrets yet, so a
+// configuration with secrets is refused rather than ignored; run refuses a
+// secret whose source is unset, naming it.
+func TestSecretsServeRefused(t *testing.T) {
+	cfg := writeFile(t, t.TempDir(), "regate.yaml", "secrets:\n  - name: github\n")
+	res := regate(t, nil, "serve", "--config", cfg, "--http", "127.0.0.1:0", "--socks", "off", "--admin", "off")
+	wantCode(t, res, 1)
+	if !strings.Contains(res.stderr, "regate run only") {
+		t.Errorf("stderr: %s", res.stderr)
+	}
+	res = regate(t, []string{"GH_TOKEN=", "GITHUB_TOKEN="}, "run", "--secret", "github", "--", "true")
+	wantCode(t, res, 125)
+	if !strings.Contains(res.stderr, "secret github: none of GH_TOKEN, GITHUB_TOKEN is set") {
+		t.Errorf("stderr: %s", res.stderr)
+	}
+}
