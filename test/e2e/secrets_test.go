@@ -5,16 +5,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/cgi"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
 // realGitHubToken is shaped like a GitHub token: ghp_ and 36 letters and
 // digits.
-const realGitHubToken = "ghp_R3alT0kenABCDEFGHIJKLMNOPQRSTUVwxyz"
+const realGitHubToken = "ghp_R3alT0kenABCDEFGHIJKLMNOPQRSTUVWwxyz"
 
 // newEchoUpstream is a TLS upstream for names that echoes the credentials
 // it received, and the Authorization header in a response header.
@@ -236,5 +239,61 @@ func TestSecretsServeRefused(t *testing.T) {
 	wantCode(t, res, 125)
 	if !strings.Contains(res.stderr, "secret github: none of GH_TOKEN, GITHUB_TOKEN is set") {
 		t.Errorf("stderr: %s", res.stderr)
+	}
+}
+
+// TestSecretsGitClone: git clone https://x-access-token:$GH_TOKEN@…, the
+// way CI scripts pass a token, works through the swap: the server takes
+// only the real token (HTTP Basic), the command only ever held the
+// placeholder.
+func TestSecretsGitClone(t *testing.T) {
+	need(t, "git", "sh")
+	home := t.TempDir()
+	root := t.TempDir()
+	work := filepath.Join(root, "work")
+	git(t, home, root, "init", "-q", "-b", "main", work)
+	writeFile(t, work, "README", "private repository\n")
+	git(t, home, work, "add", "README")
+	git(t, home, work, "commit", "-q", "-m", "first")
+	git(t, home, root, "clone", "-q", "--bare", work, filepath.Join(root, "acme", "repo.git"))
+	execPath, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := &cgi.Handler{
+		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
+		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
+	}
+	var refused atomic.Int64
+	srv, caFile := newTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if user, pass, ok := r.BasicAuth(); !ok || user != "x-access-token" || pass != realGitHubToken {
+			refused.Add(1)
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		backend.ServeHTTP(w, r)
+	}), "github.test")
+	port := srv.URL[strings.LastIndexByte(srv.URL, ':')+1:]
+	clone := filepath.Join(t.TempDir(), "clone")
+	script := `git clone -q "https://x-access-token:$GH_TOKEN@github.test:` + port + `/acme/repo.git" ` + clone + ` 2>&1 && echo "clone: $(cat ` + clone + `/README)"
+echo "remote: $(git -C ` + clone + ` remote get-url origin)"`
+	res := regate(t, append(gitEnv(home), "GH_TOKEN="+realGitHubToken), "run", "--secret", "github=GH_TOKEN@github.test",
+		"--allow", "github.test", "--allow-cidr", "127.0.0.0/8", "--resolve", "github.test:127.0.0.1", "--upstream-ca", caFile,
+		"--", "sh", "-c", script)
+	wantCode(t, res, 0)
+	if !strings.Contains(res.stdout, "clone: private repository") {
+		t.Fatalf("clone failed (%d refused)\nstdout:\n%s\nstderr:\n%s", refused.Load(), res.stdout, res.stderr)
+	}
+	// git keeps the URL it was given: the placeholder, never the token.
+	config, err := os.ReadFile(filepath.Join(clone, ".git", "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(config), realGitHubToken) || strings.Contains(res.stdout, realGitHubToken) || strings.Contains(res.stderr, realGitHubToken) {
+		t.Errorf("the real token reached the command's files or output:\n%s\n%s", config, res.stdout)
+	}
+	if !regexp.MustCompile(`x-access-token:ghp_[A-Za-z0-9]{36}@`).Match(config) {
+		t.Errorf("the clone's remote holds no placeholder:\n%s", config)
 	}
 }
