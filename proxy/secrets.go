@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/regate/regate/engine"
@@ -13,18 +14,48 @@ import (
 const (
 	ruleSecretCleartext = "secrets:cleartext"
 	ruleSecretLeft      = "secrets:left"
+	ruleSecretReal      = "secrets:real-value"
 )
 
+// secretsInput sets input.secrets: the secrets whose placeholder, or real
+// value, r carries. A real value the command somehow holds is shown to
+// the policy, and so to the decision log, as the placeholder; the names
+// of those secrets are returned.
+func (p *Proxy) secretsInput(f *flow, r *http.Request) []string {
+	set := p.cfg.Secrets
+	f.in.Secrets = set.Present(r)
+	real := set.RealPresent(r)
+	if len(real) == 0 {
+		return nil
+	}
+	f.in.Path = set.ScrubString(f.in.Path)
+	for k, v := range f.in.Headers {
+		f.in.Headers[k] = set.ScrubString(v)
+	}
+	for _, n := range real {
+		if !slices.Contains(f.in.Secrets, n) {
+			f.in.Secrets = append(f.in.Secrets, n)
+		}
+	}
+	slices.Sort(f.in.Secrets)
+	return real
+}
+
 // swapSecrets puts the real values into an allowed request to a host
-// secrets are bound to (README, "Keeping secrets out of the sandbox"). It
+// secrets are bound to; a real value (real: the names) sent anywhere else
+// is the proxy's own deny (README, "Keeping secrets out of the sandbox"). It
 // runs after the decision, so the policy and the decision log see only
 // placeholders. A placeholder on plain HTTP to a bound host, or left
 // where nothing replaces it, is the proxy's own deny (false). Requests to
 // other hosts are not touched: their placeholders are the policy's to
 // judge (input.secrets).
-func (p *Proxy) swapSecrets(f *flow, r *http.Request) bool {
+func (p *Proxy) swapSecrets(f *flow, r *http.Request, real []string) bool {
 	set := p.cfg.Secrets
 	if !set.Bound(f.in.Host, f.in.Port) {
+		if len(real) > 0 { // whatever the policy said: that is exfiltration
+			f.ownDeny(ruleSecretReal, fmt.Sprintf("the request carries the real value of secret %s, which is not for %s", strings.Join(real, ", "), f.in.Host))
+			return false
+		}
 		return true
 	}
 	if f.in.Scheme != engine.SchemeHTTPS || f.in.TLS == nil || !f.in.TLS.Inspected {

@@ -105,10 +105,22 @@ func TestSecretSwap(t *testing.T) {
 	if code != http.StatusForbidden || !strings.Contains(body, "only over HTTPS") {
 		t.Errorf("plain HTTP: %d %q", code, body)
 	}
+	// A real value the command holds goes nowhere but its hosts, whatever
+	// the policy says, and the policy sees the placeholder.
+	code, body, _ = get(false, "http://other.test:"+port+"/r/"+testSecretValue+"?k="+testSecretValue, "X-Token", testSecretValue)
+	if code != http.StatusForbidden || !strings.Contains(body, "the real value of secret gh, which is not for other.test") || strings.Contains(body, testSecretValue) {
+		t.Errorf("real value elsewhere: %d %q", code, body)
+	}
 	var seen int
 	for _, in := range d.calls() {
 		if strings.Contains(fmt.Sprint(in), testSecretValue) {
 			t.Fatalf("the policy saw the real value: %+v", in)
+		}
+		if in.Host == "other.test" {
+			if len(in.Secrets) != 1 || in.Headers["x-token"] != ph || in.Path != "/r/"+ph {
+				t.Errorf("input of the real value: %+v", in)
+			}
+			continue
 		}
 		if in.Method == "GET" {
 			seen++

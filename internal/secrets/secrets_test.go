@@ -208,6 +208,12 @@ func TestSwapRefuses(t *testing.T) {
 			}
 		})
 	}
+	if got := set.RealPresent(request(t, "https://elsewhere.test/?t=x"+realToken)); len(got) != 1 || got[0] != "github" {
+		t.Fatalf("real value not seen: %v", got)
+	}
+	if got := set.RealPresent(request(t, "https://elsewhere.test/", "Authorization", "Bearer "+ph)); len(got) != 0 {
+		t.Fatalf("a placeholder seen as the real value: %v", got)
+	}
 	r := request(t, "https://elsewhere.test/", "Authorization", "Bearer "+ph)
 	if got := set.Present(r); len(got) != 1 || got[0] != "github" {
 		t.Fatalf("present %v", got)

