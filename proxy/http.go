@@ -323,6 +323,9 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 		fw.err = &dialError{class: dialParent, err: &parent.Error{Status: resp.Status}}
 		return answerHTTP(f.refusal(fw.err)).response(r), nil
 	}
+	if p.cfg.Secrets.Bound(f.in.Host, f.in.Port) {
+		resp.Body = p.cfg.Secrets.ScrubBody(resp.Body)
+	}
 	resp.Body = &countingBody{ReadCloser: resp.Body, n: &f.down}
 	return resp, nil
 }

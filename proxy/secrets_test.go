@@ -33,9 +33,12 @@ func TestSecretSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	received := make(chan string, 16) // what the upstream got, unscrubbed
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := fmt.Sprintf("auth=%s path=%s query=%s", r.Header.Get("Authorization"), r.URL.EscapedPath(), r.URL.RawQuery)
+		received <- got + " encoding=" + r.Header.Get("Accept-Encoding")
 		w.Header().Set("X-Echo", r.Header.Get("Authorization"))
-		fmt.Fprintf(w, "auth=%s path=%s query=%s", r.Header.Get("Authorization"), r.URL.EscapedPath(), r.URL.RawQuery)
+		fmt.Fprint(w, got)
 	}))
 	up.EnableHTTP2 = true
 	up.TLS = &tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return upCA.Leaf(h.ServerName) }}
@@ -87,9 +90,13 @@ func TestSecretSwap(t *testing.T) {
 	}
 	base := "https://allowed.test:" + port
 	for _, h2 := range []bool{false, true} {
-		code, body, hdr := get(h2, base+"/t/"+ph+"?k="+ph, "Authorization", "Bearer "+ph)
+		code, body, hdr := get(h2, base+"/t/"+ph+"?k="+ph, "Authorization", "Bearer "+ph, "Accept-Encoding", "gzip")
 		want := fmt.Sprintf("auth=Bearer %s path=/t/%s query=k=%s", testSecretValue, testSecretValue, testSecretValue)
-		if code != 200 || body != want {
+		if got := <-received; got != want+" encoding=" {
+			t.Fatalf("h2=%v: upstream got %q, want %q and no Accept-Encoding", h2, got, want)
+		}
+		// The echo in the body reads as the placeholder.
+		if want := strings.ReplaceAll(want, testSecretValue, ph); code != 200 || body != want {
 			t.Fatalf("h2=%v: %d %q, want %q", h2, code, body, want)
 		}
 		if hdr.Get("X-Echo") != "Bearer "+ph {

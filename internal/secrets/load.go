@@ -20,6 +20,7 @@ type Secret struct {
 	Source      string
 	value       string
 	placeholder string
+	forms       []form // what a scrub replaces
 }
 
 // Placeholder is what the command sees instead of the value.
@@ -82,6 +83,7 @@ func load(sp Spec, getenv func(string) string) (*Secret, error) {
 		return nil, fmt.Errorf("%s: %w", s.Source, err)
 	}
 	s.placeholder = p
+	s.computeForms()
 	return s, nil
 }
 

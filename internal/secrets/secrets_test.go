@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"encoding/base64"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 const realToken = "ghp_abcdefghijklmnopqrstuvwxyzABCDEF0123" // 40 chars, like a GitHub token
@@ -252,5 +254,48 @@ func TestScrubAndChildEnv(t *testing.T) {
 	}
 	if a := set.ChildArgs([]string{"-H", "Authorization: Bearer " + realToken}); strings.Contains(a[1], realToken) {
 		t.Fatalf("args %q", a)
+	}
+}
+
+func TestScrubBody(t *testing.T) {
+	set, gh, _ := testSet(t)
+	body := "a" + realToken + "b" + strings.Repeat("x", 70000) + realToken + realToken[:10]
+	want := strings.ReplaceAll(body, realToken, gh.Placeholder())
+	for name, r := range map[string]io.Reader{
+		"whole":    strings.NewReader(body),
+		"one byte": iotest.OneByteReader(strings.NewReader(body)),
+		"halves":   iotest.HalfReader(strings.NewReader(body)),
+	} {
+		got, err := io.ReadAll(iotest.OneByteReader(set.ScrubBody(io.NopCloser(r))))
+		if err != nil || string(got) != want {
+			t.Errorf("%s: %v, equal %v (len %d, want %d)", name, err, string(got) == want, len(got), len(want))
+		}
+	}
+}
+
+// TestScrubForms: a value echoed percent-encoded or inside base64 (an
+// echoed Basic header), at any alignment, is scrubbed too.
+func TestScrubForms(t *testing.T) {
+	set, _, _ := testSet(t)
+	for _, prefix := range []string{"", "a", "ab", "x-access-token:"} {
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+			echoed := enc.EncodeToString([]byte(prefix + realToken + "!"))
+			dec, err := enc.DecodeString(set.ScrubString(echoed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i+6 <= len(realToken); i++ {
+				if strings.Contains(string(dec), realToken[i:i+6]) && i >= 4 {
+					t.Errorf("prefix %q: %q still holds %q of the value", prefix, dec, realToken[i:i+6])
+				}
+			}
+			body, _ := io.ReadAll(set.ScrubBody(io.NopCloser(iotest.OneByteReader(strings.NewReader("{" + echoed + "}")))))
+			if string(body) != "{"+set.ScrubString(echoed)+"}" {
+				t.Errorf("body scrub %q", body)
+			}
+		}
+	}
+	if s := set.ScrubString(url.QueryEscape("a b " + realToken)); strings.Contains(s, realToken) {
+		t.Errorf("percent-encoded: %q", s)
 	}
 }

@@ -313,18 +313,18 @@ func (s *Set) Scrub(h http.Header) bool {
 	return changed
 }
 
-// ScrubString replaces every real value in text (an error message) by its
-// placeholder.
+// ScrubString replaces every real value in text (an error message, a
+// header) by its placeholder, also percent-encoded or inside base64 (an
+// echoed HTTP Basic header).
 func (s *Set) ScrubString(text string) string {
 	if s == nil {
 		return text
 	}
 	for _, sec := range s.secrets {
-		if strings.Contains(text, sec.value) {
-			text = strings.ReplaceAll(text, sec.value, sec.placeholder)
-		}
-		if e := url.QueryEscape(sec.value); e != sec.value && strings.Contains(text, e) {
-			text = strings.ReplaceAll(text, e, sec.placeholder)
+		for _, f := range sec.forms {
+			if strings.Contains(text, f.value) {
+				text = strings.ReplaceAll(text, f.value, f.placeholder)
+			}
 		}
 	}
 	return text

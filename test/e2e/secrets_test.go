@@ -19,13 +19,26 @@ import (
 // digits.
 const realGitHubToken = "ghp_R3alT0kenABCDEFGHIJKLMNOPQRSTUVWwxyz"
 
+// realFileToken is an npm token read from a file.
+const realFileToken = "npm_F1leT0kenABCDEFGHIJKLMNOPQRSTUVwxyz"
+
 // newEchoUpstream is a TLS upstream for names that echoes the credentials
 // it received, and the Authorization header in a response header.
 func newEchoUpstream(t *testing.T, names ...string) (port, caFile string) {
 	t.Helper()
 	srv, caFile := newTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Echo", r.Header.Get("Authorization"))
-		fmt.Fprintf(w, "%s auth=%q path=%s query=%s\n", r.Host[:strings.IndexByte(r.Host, ':')], r.Header.Get("Authorization"), r.URL.EscapedPath(), r.URL.RawQuery)
+		auth := r.Header.Get("Authorization")
+		// real: where the real token arrived (regate scrubs the echo
+		// itself back to the placeholder on the way to the command).
+		var real []string
+		_, pass, _ := r.BasicAuth()
+		for _, f := range [][2]string{{"auth", auth + pass}, {"path", r.URL.Path}, {"query", r.URL.RawQuery}} {
+			if strings.Contains(f[1], realGitHubToken) || strings.Contains(f[1], realFileToken) {
+				real = append(real, f[0])
+			}
+		}
+		w.Header().Set("X-Echo", auth)
+		fmt.Fprintf(w, "%s auth=%q path=%s query=%s real=%s\n", r.Host[:strings.IndexByte(r.Host, ':')], auth, r.URL.EscapedPath(), r.URL.RawQuery, strings.Join(real, ","))
 	}), names...)
 	return srv.URL[strings.LastIndexByte(srv.URL, ':')+1:], caFile
 }
@@ -80,15 +93,15 @@ echo "env:"; env
 	}
 	ph := m[1]
 	for _, want := range []string{
-		`bearer: api.github.test auth="Bearer ` + realGitHubToken + `" path=/user`,
-		`basic: github.test auth="Basic `, // decoded below
-		`query: api.github.test auth="" path=/q query=a=1&access_token=` + realGitHubToken,
-		`path: api.github.test auth="" path=/t/` + realGitHubToken + `/x`,
-		`h2: api.github.test auth="token ` + realGitHubToken + `"`,
+		`bearer: api.github.test auth="Bearer ` + ph + `" path=/user query= real=auth`,
+		`basic: github.test auth="Basic `,
+		`query: api.github.test auth="" path=/q query=a=1&access_token=` + ph + ` real=query`,
+		`path: api.github.test auth="" path=/t/` + ph + `/x query= real=path`,
+		`h2: api.github.test auth="token ` + ph + `" path=/h2 query= real=auth`,
 		"echoed: X-Echo: Bearer " + ph,
 		"other: regate: connection to other.test:" + p + " blocked: the request carries the placeholder of secret github, which is not for other.test",
 		"other encoded: regate: connection to other.test:" + p + " blocked: the request carries the placeholder of secret github",
-		`pass: pass.test auth="Bearer ` + ph + `"`,
+		`pass: pass.test auth="Bearer ` + ph + `" path=/p query= real=` + "\n",
 		"leaked: regate: connection to other.test:" + p + " blocked: the request carries the placeholder of secret github, which is not for other.test",
 		"second auth: regate: connection to api.github.test:" + p + " blocked: a secret's placeholder is left where regate does not replace it: secret github",
 		"other header: regate: connection to api.github.test:" + p + " blocked: a secret's placeholder is left where regate does not replace it: secret github",
@@ -100,7 +113,7 @@ echo "env:"; env
 			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)
 		}
 	}
-	if !strings.Contains(res.stdout, "basic: github.test auth=\"Basic "+b64("x-access-token:"+realGitHubToken)+"\"") {
+	if !regexp.MustCompile(`basic: github.test auth="Basic \S+" path=/o/r.git/info/refs query= real=auth`).MatchString(res.stdout) {
 		t.Errorf("Basic did not carry the real token:\n%s", res.stdout)
 	}
 	if n := strings.Count(res.stderr, "can still read the real value"); n != 1 {
@@ -114,11 +127,10 @@ echo "env:"; env
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The real token is only where the upstream echoed it to the command's
-	// requests: never on stderr, in a decision, the status or the
-	// command's environment.
-	for name, text := range map[string]string{"stderr": res.stderr, "decision log": string(data),
-		"status and env": res.stdout[strings.Index(res.stdout, "status: "):]} {
+	// The real token is nowhere the command or an operator looks: not in
+	// the echoes (scrubbed, Basic's base64 too), stderr, a decision, the
+	// status, the command's environment.
+	for name, text := range map[string]string{"stderr": res.stderr, "decision log": string(data), "output": res.stdout} {
 		if strings.Contains(text, realGitHubToken) || strings.Contains(text, b64("x-access-token:"+realGitHubToken)) {
 			t.Errorf("the real token is in the %s:\n%s", name, text)
 		}
@@ -158,7 +170,7 @@ func TestSecretsIsolated(t *testing.T) {
 	needIsolation(t)
 	p, caFile := newEchoUpstream(t, "api.github.test")
 	dir := t.TempDir()
-	const fileToken = "npm_F1leT0kenABCDEFGHIJKLMNOPQRSTUVwxyz"
+	const fileToken = realFileToken
 	tokenFile := filepath.Join(dir, "npm-token")
 	if err := os.WriteFile(tokenFile, []byte(fileToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -186,9 +198,13 @@ echo "env:"; env
 	if m == nil || m[1] == realGitHubToken || len(m[1]) != len(realGitHubToken) {
 		t.Fatalf("placeholder: %q\n%s", m, res.stdout)
 	}
+	npm := regexp.MustCompile(`npm: (npm_\S+)`).FindStringSubmatch(res.stdout)
+	if npm == nil || npm[1] == fileToken || len(npm[1]) != len(fileToken) {
+		t.Fatalf("npm placeholder: %q\n%s", npm, res.stdout)
+	}
 	for _, want := range []string{
-		`bearer: api.github.test auth="Bearer ` + realGitHubToken + `"`,
-		`npm bearer: api.github.test auth="Bearer ` + fileToken + `"`,
+		`bearer: api.github.test auth="Bearer ` + m[1] + `" path=/user query= real=auth`,
+		`npm bearer: api.github.test auth="Bearer ` + npm[1] + `" path=/npm query= real=auth`,
 	} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)
