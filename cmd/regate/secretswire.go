@@ -62,12 +62,14 @@ func secretsWarning(w io.Writer, set *secrets.Set) {
 	if len(where) == 0 {
 		return
 	}
+	from := fmt.Sprintf("/proc/%d/environ", os.Getpid())
 	fix := "run with --isolate, which gives the command its own /proc"
 	if files {
+		from += " or its file"
 		fix += " and hides the secrets' files (or --hide FILE)"
 	}
-	fmt.Fprintf(w, "regate: warning: the command runs as your user and can still read the real value of secret %s from /proc/%d/environ or the file; %s\n",
-		strings.Join(where, ", "), os.Getpid(), fix)
+	fmt.Fprintf(w, "regate: warning: the command runs as your user and can still read the real value of secret %s from %s; %s\n",
+		strings.Join(where, ", "), from, fix)
 }
 
 // printSecretUses is the run summary's line per secret and host.

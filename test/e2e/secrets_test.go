@@ -164,7 +164,8 @@ echo "env:"; env
 
 // TestSecretsIsolated: under --isolate the command finds no real value in
 // its environment or in /proc/1/environ, the secret's file is hidden, no
-// warning is printed, and the swap works.
+// warning is printed, and the swap works, through the proxy variables and
+// on the transparent path of a client that ignores them.
 func TestSecretsIsolated(t *testing.T) {
 	need(t, "curl", "sh", "env", "cat")
 	needIsolation(t)
@@ -186,6 +187,7 @@ echo "token: $GH_TOKEN"
 echo "npm: $NPM_TOKEN"
 echo "file: $(cat ` + tokenFile + ` 2>&1)"
 echo "bearer: $(curl -sS -H "Authorization: Bearer $GH_TOKEN" https://api.github.test:` + p + `/user 2>&1)"
+echo "transparent: $(env -u HTTPS_PROXY -u https_proxy -u ALL_PROXY -u all_proxy curl -sS -H "Authorization: Bearer $GH_TOKEN" https://api.github.test:` + p + `/tr 2>&1)"
 echo "npm bearer: $(curl -sS -H "Authorization: Bearer $NPM_TOKEN" https://api.github.test:` + p + `/npm 2>&1)"
 echo "environ:"; cat /proc/1/environ /proc/self/environ | tr '\0' '\n'
 echo "env:"; env
@@ -205,6 +207,7 @@ echo "env:"; env
 	for _, want := range []string{
 		`bearer: api.github.test auth="Bearer ` + m[1] + `" path=/user query= real=auth`,
 		`npm bearer: api.github.test auth="Bearer ` + npm[1] + `" path=/npm query= real=auth`,
+		`transparent: api.github.test auth="Bearer ` + m[1] + `" path=/tr query= real=auth`,
 	} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, res.stdout, res.stderr)
