@@ -196,6 +196,7 @@ func TestSwapRefuses(t *testing.T) {
 		"upper case":                request(t, "https://api.github.test/?q="+strings.ToUpper(ph)),
 		"query key":                 request(t, "https://api.github.test/?"+ph+"=1"),
 		"percent-encoded in header": request(t, "https://api.github.test/", "X-A", url.PathEscape("%"+ph)),
+		"double-encoded in path":    request(t, "https://api.github.test/t/%2567"+ph[1:]),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if len(set.Present(r)) == 0 {

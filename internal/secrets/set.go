@@ -117,7 +117,7 @@ func haystack(r *http.Request) []string {
 	if r.URL.User != nil {
 		out = append(out, r.URL.User.String())
 	}
-	for _, s := range []string{r.URL.RawPath, r.URL.RawQuery} {
+	for _, s := range []string{r.URL.Path, r.URL.RawPath, r.URL.RawQuery} {
 		out = append(out, unescapeAll(s))
 	}
 	for k, vs := range r.Header {
