@@ -134,9 +134,9 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, src reqSour
 	f.in.Path = path
 	f.in.TLS = src.tls
 	f.in.Headers = policyHeaders(r)
-	real := p.secretsInput(f, r)
+	leaked := p.secretsInput(f, r)
 	f.drive(func(f *flow) error {
-		if !f.decide(r.Context()) || !p.swapSecrets(f, r, real) {
+		if !f.decide(r.Context()) || !p.swapSecrets(f, r, leaked) {
 			answerHTTP(f.refusal(nil)).send(w)
 			return nil
 		}

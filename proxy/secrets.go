@@ -9,8 +9,9 @@ import (
 	"github.com/regate/regate/engine"
 )
 
-// Rules of the proxy's own denies of requests that carry a secret's
-// placeholder to a host it is bound to but cannot be swapped safely.
+// Rules of the proxy's own denies of secrets: a placeholder to a bound
+// host that cannot be swapped safely (over plain HTTP, or left where
+// nothing replaces it), and a real value sent to a host it is not for.
 const (
 	ruleSecretCleartext = "secrets:cleartext"
 	ruleSecretLeft      = "secrets:left"
@@ -24,36 +25,36 @@ const (
 func (p *Proxy) secretsInput(f *flow, r *http.Request) []string {
 	set := p.cfg.Secrets
 	f.in.Secrets = set.Present(r)
-	real := set.RealPresent(r)
-	if len(real) == 0 {
+	leaked := set.RealPresent(r)
+	if len(leaked) == 0 {
 		return nil
 	}
 	f.in.Path = set.ScrubString(f.in.Path)
 	for k, v := range f.in.Headers {
 		f.in.Headers[k] = set.ScrubString(v)
 	}
-	for _, n := range real {
+	for _, n := range leaked {
 		if !slices.Contains(f.in.Secrets, n) {
 			f.in.Secrets = append(f.in.Secrets, n)
 		}
 	}
 	slices.Sort(f.in.Secrets)
-	return real
+	return leaked
 }
 
 // swapSecrets puts the real values into an allowed request to a host
-// secrets are bound to; a real value (real: the names) sent anywhere else
+// secrets are bound to; a real value (leaked: the names) sent anywhere else
 // is the proxy's own deny (README, "Keeping secrets out of the sandbox"). It
 // runs after the decision, so the policy and the decision log see only
 // placeholders. A placeholder on plain HTTP to a bound host, or left
 // where nothing replaces it, is the proxy's own deny (false). Requests to
 // other hosts are not touched: their placeholders are the policy's to
 // judge (input.secrets).
-func (p *Proxy) swapSecrets(f *flow, r *http.Request, real []string) bool {
+func (p *Proxy) swapSecrets(f *flow, r *http.Request, leaked []string) bool {
 	set := p.cfg.Secrets
 	if !set.Bound(f.in.Host, f.in.Port) {
-		if len(real) > 0 { // whatever the policy said: that is exfiltration
-			f.ownDeny(ruleSecretReal, fmt.Sprintf("the request carries the real value of secret %s, which is not for %s", strings.Join(real, ", "), f.in.Host))
+		if len(leaked) > 0 { // whatever the policy said: that is exfiltration
+			f.ownDeny(ruleSecretReal, fmt.Sprintf("the request carries the real value of secret %s, which is not for %s", strings.Join(leaked, ", "), f.in.Host))
 			return false
 		}
 		return true
