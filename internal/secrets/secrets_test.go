@@ -300,3 +300,23 @@ func TestScrubForms(t *testing.T) {
 		t.Errorf("percent-encoded: %q", s)
 	}
 }
+
+// TestSwapSplitPlaceholder: a placeholder split across headers (or across
+// a header and the path) is no placeholder: nothing is swapped, so no part
+// of the real value is sent.
+func TestSwapSplitPlaceholder(t *testing.T) {
+	set, gh, _ := testSet(t)
+	ph := gh.Placeholder()
+	r := request(t, "https://api.github.test/"+ph[:20], "X-A", ph[:20], "X-B", ph[20:], "Authorization", "Bearer "+ph[:20])
+	r.Header.Add("Authorization", ph[20:])
+	if err := set.Swap(r, "api.github.test", 443); err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for _, vs := range r.Header {
+		all = append(all, vs...)
+	}
+	if got := strings.Join(append(all, r.URL.Path), "|"); strings.Contains(got, gh.Value()[4:14]) || strings.Contains(got, gh.Value()[20:30]) {
+		t.Fatalf("part of the value was sent: %q", got)
+	}
+}
