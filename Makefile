@@ -34,6 +34,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzCleanPath -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzClassifyFirst -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzCandidatesMatchRego -fuzztime $(FUZZTIME) ./engine/
+	$(GO) test -run '^$$' -fuzz FuzzSwap -fuzztime $(FUZZTIME) ./internal/secrets/
 	$(GO) test -run '^$$' -fuzz FuzzAnswer -fuzztime $(FUZZTIME) ./internal/isolate/fakedns/
 	$(GO) test -run '^$$' -fuzz FuzzLeaf -fuzztime $(FUZZTIME) ./internal/tlsca/
 

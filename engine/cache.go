@@ -134,6 +134,11 @@ func (f inputFields) cacheKey(in *Input) string {
 			str('V', in.Headers[k])
 		}
 	}
+	if f.has("secrets") {
+		for _, n := range in.Secrets {
+			str('S', n)
+		}
+	}
 	if f.has("client") && in.Client != nil {
 		str('c', in.Client.Addr)
 		str('l', in.Client.Listener)

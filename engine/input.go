@@ -52,6 +52,12 @@ type Input struct {
 	// logs record the values of credential headers (MaskedHeaders) as
 	// "[redacted]".
 	Headers map[string]string `json:"headers,omitempty"`
+	// Secrets are the names of the secrets whose placeholder a plain or
+	// inspected request carries in its request line or headers (README,
+	// "Keeping secrets out of the sandbox"); the placeholder is replaced by
+	// the real value only after the decision, and only on the hosts the
+	// secret is bound to.
+	Secrets []string `json:"secrets,omitempty"`
 	// The policy also sees input.candidates, computed from Host and Port
 	// by Candidates; it is not a field because callers cannot set it.
 }
@@ -108,7 +114,7 @@ func (in *Input) LogAST() ast.Value {
 // terms builds the fields without a JSON round trip: AST is on the hot path
 // of every evaluated decision.
 func (in *Input) terms(masked bool) [][2]*ast.Term {
-	terms := make([][2]*ast.Term, 0, 13)
+	terms := make([][2]*ast.Term, 0, 14)
 	item := func(k string, v *ast.Term) { terms = append(terms, [2]*ast.Term{ast.StringTerm(k), v}) }
 	item("host", ast.StringTerm(in.Host))
 	item("port", ast.InternedTerm(in.Port))
@@ -145,6 +151,9 @@ func (in *Input) terms(masked bool) [][2]*ast.Term {
 			h = append(h, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
 		}
 		item("headers", ast.ObjectTerm(h...))
+	}
+	if len(in.Secrets) > 0 {
+		item("secrets", ast.ArrayTerm(stringTerms(in.Secrets)...))
 	}
 	return terms
 }

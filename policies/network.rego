@@ -13,8 +13,12 @@
 #   data.regate.paths  {"HOST": ["/GLOB", …]}: the only paths allowed on
 #       HOST (glob.match with "/" as delimiter: * within a segment, ** across
 #       them); such a host is allowed and its tunnels are inspected
+#   data.regate.secrets  {"NAME": ["PATTERN", …]}: the hosts each secret is
+#       bound to (regate writes it from its secrets configuration)
 #
-# Order: a deny pattern (data, then the attempt's) denies; a method outside
+# Order: a deny pattern (data, then the attempt's) denies; a secret's
+# placeholder (input.secrets) sent to a host the secret is not bound to
+# denies; a method outside
 # data.regate.methods denies a plain or inspected request; a path outside
 # the host's data.regate.paths denies one; an allow pattern (data, then the
 # attempt's), or path rules of the host, allow; anything else is denied. A
@@ -23,6 +27,7 @@
 package regate.network
 
 import data.regate.lib.hits
+import data.regate.lib.patterns
 
 default decision := {"allow": false, "reason": "no rule allows the destination", "rule": "default"}
 
@@ -30,6 +35,8 @@ decision := _deny("deny", "denied by pattern", hits.deny) if {
 	hits.deny
 } else := _deny("attempt.deny", "denied by the attempt's pattern", hits.attempt_deny) if {
 	hits.attempt_deny
+} else := {"allow": false, "reason": _secret_reason, "rule": "secrets"} if {
+	count(_stray_secrets) > 0
 } else := {"allow": false, "reason": sprintf("method %s is not allowed for %s", [input.method, _what]), "rule": "methods"} if {
 	_method_refused
 } else := {"allow": false, "reason": sprintf("path %s is not allowed on %s", [input.path, input.host]), "rule": "paths"} if {
@@ -48,6 +55,18 @@ _allow(source, why, p) := object.union(
 	{"allow": true, "reason": sprintf("%s %q", [why, p]), "rule": concat(":", [source, p])},
 	_inspect,
 )
+
+# The secrets whose placeholder the request carries to a host they are not
+# bound to: regate never replaces them there, and sending them is either a
+# mistake or an attempt to learn where the placeholder goes.
+_stray_secrets contains name if {
+	some name in input.secrets
+	not _bound(name)
+}
+
+_bound(name) if patterns.first_hit(hits.specific_candidates, data.regate.secrets[name])
+
+_secret_reason := sprintf("the request carries the placeholder of secret %s, which is not for %s", [concat(", ", sort(_stray_secrets)), input.host])
 
 # A request the method and path rules apply to: plain HTTP, or inside an
 # inspected tunnel.

@@ -14,6 +14,7 @@ import (
 	"github.com/regate/regate/engine"
 	"github.com/regate/regate/internal/attempt"
 	"github.com/regate/regate/internal/parent"
+	"github.com/regate/regate/internal/secrets"
 )
 
 // Decider decides one connection. An error or a zero Decision denies.
@@ -81,6 +82,11 @@ type Config struct {
 	// Inspect enables HTTPS inspection of the tunnels whose decision asks
 	// for it; nil refuses them (fail closed).
 	Inspect *Inspection
+	// Secrets are the credentials kept outside the sandbox: the tunnels
+	// of the hosts they are bound to are always inspected, and an allowed
+	// request to such a host gets the real value in place of the
+	// placeholder; nil: none.
+	Secrets *secrets.Set
 	// Parents chains allowed connections to a parent proxy (nil: every
 	// destination is dialled directly). The decision comes first; then a
 	// tunnel is a CONNECT (or SOCKS5 CONNECT) to the parent and a plain

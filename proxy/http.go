@@ -136,8 +136,9 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, src reqSour
 	f.in.Path = path
 	f.in.TLS = src.tls
 	f.in.Headers = policyHeaders(r)
+	leaked := p.secretsInput(f, r)
 	f.drive(func(f *flow) error {
-		if !f.decide(r.Context()) {
+		if !f.decide(r.Context()) || !p.swapSecrets(f, r, leaked) {
 			answerHTTP(f.refusal(nil)).send(w)
 			return nil
 		}
@@ -292,6 +293,8 @@ func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 	gp.OnResponse().DoFunc(func(resp *http.Response, _ *goproxy.ProxyCtx) *http.Response {
 		if resp != nil {
 			stripHopHeaders(resp.Header)
+			p.cfg.Secrets.Scrub(resp.Header)
+			p.cfg.Secrets.Scrub(resp.Trailer)
 		}
 		return resp
 	})
@@ -365,6 +368,7 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 	}
 	resp, err := t.RoundTrip(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
 	if err != nil {
+		err = p.scrubError(err)
 		fw.err = err
 		return answerHTTP(f.refusal(err)).response(r), nil
 	}
@@ -373,6 +377,9 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 		p.m.dialErrors.WithLabelValues(dialParent).Inc()
 		fw.err = &dialError{class: dialParent, err: &parent.Error{Status: resp.Status}}
 		return answerHTTP(f.refusal(fw.err)).response(r), nil
+	}
+	if p.cfg.Secrets.Bound(f.in.Host, f.in.Port) {
+		resp.Body = p.cfg.Secrets.ScrubBody(resp.Body)
 	}
 	resp.Body = &countingBody{ReadCloser: resp.Body, n: &f.down}
 	if fl, ok := fw.w.(http.Flusher); ok && resp.ContentLength < 0 {

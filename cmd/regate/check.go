@@ -47,7 +47,7 @@ func (a *app) check(cmd *cobra.Command) error {
 	if err != nil {
 		return fmt.Errorf("invalid inspection configuration: %w", err)
 	}
-	if _, err := newProxy(cfg, nil, "", log, reg, nil, nil, insp); err != nil {
+	if _, err := newProxy(cfg, nil, "", log, reg, nil, nil, insp, nil); err != nil {
 		return fmt.Errorf("invalid proxy configuration: %w", err)
 	}
 	ctx := cmd.Context()

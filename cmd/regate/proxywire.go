@@ -14,6 +14,7 @@ import (
 	"github.com/regate/regate/internal/childenv"
 	"github.com/regate/regate/internal/config"
 	"github.com/regate/regate/internal/parent"
+	"github.com/regate/regate/internal/secrets"
 	"github.com/regate/regate/proxy"
 )
 
@@ -22,7 +23,7 @@ var _ proxy.Decider = (*engine.Engine)(nil)
 // newProxy maps the configuration onto the proxy's. A nil engine builds a
 // proxy that denies everything (for `check`, which only validates);
 // onOutcome (nil: none) receives every connection's outcome.
-func newProxy(cfg *config.Config, e *engine.Engine, bound string, log *slog.Logger, reg prometheus.Registerer, attempts *attempt.Registry, onOutcome func(proxy.Outcome), insp *proxy.Inspection) (*proxy.Proxy, error) {
+func newProxy(cfg *config.Config, e *engine.Engine, bound string, log *slog.Logger, reg prometheus.Registerer, attempts *attempt.Registry, onOutcome func(proxy.Outcome), insp *proxy.Inspection, set *secrets.Set) (*proxy.Proxy, error) {
 	pc := proxy.Config{
 		Logger:         log,
 		Attempts:       attempts,
@@ -41,6 +42,7 @@ func newProxy(cfg *config.Config, e *engine.Engine, bound string, log *slog.Logg
 		TLSPeekTimeout:      cfg.Proxy.TLSPeekTimeout,
 		OnOutcome:           onOutcome,
 		Inspect:             insp,
+		Secrets:             set,
 	}
 	chain, err := upstreamChain(cfg.Proxy)
 	if err != nil {

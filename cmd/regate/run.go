@@ -14,6 +14,7 @@ import (
 	"github.com/regate/regate/internal/childenv"
 	"github.com/regate/regate/internal/config"
 	"github.com/regate/regate/internal/isolate"
+	"github.com/regate/regate/internal/secrets"
 )
 
 func (a *app) runCommand() *cobra.Command {
@@ -45,6 +46,7 @@ found; 126 when it cannot be executed; 125 when regate itself fails.`,
 	fs.Lookup("isolate").NoOptDefVal = config.IsolateTransparent
 	fs.StringSlice("hide", nil, "with --isolate, also hide `PATH` from CMD (repeatable)")
 	fs.String("isolate-user", "", "with --isolate, run CMD as `USER` (regate must run as root)")
+	fs.StringArray("secret", nil, "keep a secret outside the sandbox (repeatable): `NAME` (a preset: github, openai, anthropic, npm; or a secrets: entry) or NAME=ENVVAR@HOSTPATTERN[,HOSTPATTERN…]; CMD gets a placeholder, the proxy sends the real value only to those hosts")
 	usageCode(cmd, exitRunFailed)
 	return cmd
 }
@@ -60,6 +62,14 @@ func (a *app) runSandboxed(cmd *cobra.Command, argv []string) error {
 		return withCode(exitRunFailed, err)
 	}
 	env := childenv.Merge(os.Environ(), childenv.Env(sb.ls.childProxies(), sb.id, sb.token, a.self))
+	if sb.secrets != nil {
+		// No real value reaches the command: its variables and arguments
+		// hold placeholders.
+		env, argv = sb.secrets.ChildEnv(env), sb.secrets.ChildArgs(argv)
+		if sb.isolated == nil {
+			secretsWarning(a.stderr, sb.secrets)
+		}
+	}
 	var binds [][2]string
 	if sb.inspect != nil {
 		trust, dir, err := trustInspection(sb.inspect, env)
@@ -97,6 +107,7 @@ func (a *app) runSandboxed(cmd *cobra.Command, argv []string) error {
 	sb.stop(cmd.Context())
 	if quiet, _ := cmd.Flags().GetBool("quiet"); !quiet {
 		sb.summary.print(a.stderr)
+		printSecretUses(a.stderr, sb.secrets)
 	}
 	if code == exitOK && err == nil {
 		return nil
@@ -111,6 +122,7 @@ type sandbox struct {
 	summary     *blockedSummary
 	unobserve   func()
 	isolated    *isolate.Sandbox // nil without --isolate
+	secrets     *secrets.Set     // nil without secrets
 	transparent func()           // stops the transparent path; nil when none
 }
 
@@ -126,9 +138,13 @@ func (a *app) startSandbox(cmd *cobra.Command) (_ *sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
+	set, err := runSecrets(cmd, cfg)
+	if err != nil {
+		return nil, err
+	}
 	token := attempt.NewToken()
 	summary := newBlockedSummary()
-	opts := stackOptions{bound: &attempt.Attempt{ID: id, Token: token, Labels: labels}, onOutcome: summary.outcome}
+	opts := stackOptions{bound: &attempt.Attempt{ID: id, Token: token, Labels: labels}, onOutcome: summary.outcome, secrets: set}
 	var sbx *isolate.Sandbox
 	if cfg.Isolate.Enabled {
 		// The namespace is built while the engine compiles the policy;
@@ -169,7 +185,7 @@ func (a *app) startSandbox(cmd *cobra.Command) (_ *sandbox, err error) {
 	if cfg.Watch && len(cfg.Policies) > 0 {
 		fmt.Fprintln(a.stderr, "regate: warning: --watch reloads the policy files when they change, and the command can write them")
 	}
-	sb := &sandbox{stack: st, id: id, token: token, summary: summary, isolated: sbx}
+	sb := &sandbox{stack: st, id: id, token: token, summary: summary, isolated: sbx, secrets: set}
 	if sbx != nil {
 		if sb.transparent, err = startTransparent(cmd.Context(), sbx, st, a.stderr, summary.udp); err != nil {
 			return nil, err

@@ -47,6 +47,11 @@ func (a *app) serve(cmd *cobra.Command) error {
 	if cfg.HTTP == "" && cfg.SOCKS == "" {
 		return errors.New("every proxy listener is off")
 	}
+	if len(cfg.Secrets) > 0 {
+		// Refused rather than ignored: a fleet's clients would send
+		// placeholders, or their real credentials, unswapped.
+		return errors.New("secrets: kept outside the sandbox by regate run only; serve does not support them yet")
+	}
 	ctx := cmd.Context()
 	var up atomic.Bool
 	st, err := a.assemble(ctx, cfg, stackOptions{ready: listenersReady(&up)})

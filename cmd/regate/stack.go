@@ -9,6 +9,7 @@ import (
 	"github.com/regate/regate/internal/admin"
 	"github.com/regate/regate/internal/attempt"
 	"github.com/regate/regate/internal/config"
+	"github.com/regate/regate/internal/secrets"
 	"github.com/regate/regate/proxy"
 )
 
@@ -41,6 +42,8 @@ type stackOptions struct {
 	listen func(context.Context, []listenerSpec) (listeners, error)
 	// onOutcome is run's summary of failed connections.
 	onOutcome func(proxy.Outcome)
+	// secrets are run's secrets kept outside the sandbox; nil: none.
+	secrets *secrets.Set
 }
 
 // assemble starts the engine (the policy compiles here, so its error comes
@@ -72,7 +75,7 @@ func (a *app) assemble(ctx context.Context, cfg *config.Config, o stackOptions) 
 	if s.inspect, err = newInspection(cfg, mode, s.log); err != nil {
 		return nil, err
 	}
-	if s.proxy, err = newProxy(cfg, s.engine.Engine, bound, s.log, reg, s.attempts, o.onOutcome, s.inspect); err != nil {
+	if s.proxy, err = newProxy(cfg, s.engine.Engine, bound, s.log, reg, s.attempts, o.onOutcome, s.inspect, o.secrets); err != nil {
 		return nil, err
 	}
 	open := listen

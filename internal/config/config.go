@@ -20,6 +20,8 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+
+	"github.com/regate/regate/internal/secrets"
 )
 
 // Mode selects the defaults that differ between subcommands.
@@ -73,6 +75,9 @@ type Config struct {
 	Admin           Admin
 	Proxy           ProxyLimits
 	Isolate         Isolate
+	// Secrets are the secrets: entries, completed by their presets and
+	// validated (their values are read by regate run, not here).
+	Secrets []secrets.Spec
 }
 
 // Inspection is HTTPS inspection's CA and upstream roots.

@@ -43,6 +43,7 @@ func validate(w *wire, fromFile func(string) any, flags map[string]any) (*Config
 		ShutdownTimeout:   p.duration("shutdown_timeout", w.ShutdownTimeout),
 		Admin:             p.admin(w.Admin),
 		Isolate:           p.isolate(w.Isolate),
+		Secrets:           p.secrets(fromFile("secrets")),
 		Proxy: ProxyLimits{
 			HeaderTimeout:  p.duration("proxy.header_timeout", w.Proxy.HeaderTimeout),
 			DialTimeout:    p.duration("proxy.dial_timeout", w.Proxy.DialTimeout),

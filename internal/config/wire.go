@@ -43,6 +43,9 @@ type wire struct {
 	Proxy             wireProxy     `mapstructure:"proxy"`
 	Isolate           wireIsolate   `mapstructure:"isolate"`
 	OPA               any           `mapstructure:"opa" regate:"free"`
+	// Secrets is a list of objects, decoded strictly by validate (never
+	// from REGATE_* variables: a secret's source is named, not given).
+	Secrets any `mapstructure:"secrets" regate:"free"`
 }
 
 type wireInspect struct {

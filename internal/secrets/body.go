@@ -1,0 +1,74 @@
+package secrets
+
+import (
+	"bytes"
+	"io"
+)
+
+// ScrubBody wraps a response body so that every real value in it reads
+// as its placeholder, in the forms ScrubString knows. A placeholder has its value's length, so lengths
+// (Content-Length) hold; the last bytes that could begin a value are held
+// back until the next read decides.
+func (s *Set) ScrubBody(rc io.ReadCloser) io.ReadCloser {
+	if s == nil || len(s.secrets) == 0 || rc == nil {
+		return rc
+	}
+	keep := 0
+	for _, sec := range s.secrets {
+		for _, f := range sec.forms {
+			keep = max(keep, len(f.value)-1)
+		}
+	}
+	return &scrubBody{rc: rc, set: s, keep: keep}
+}
+
+type scrubBody struct {
+	rc   io.ReadCloser
+	set  *Set
+	keep int
+	buf  []byte // read, scrubbed, not yet returned
+	held int    // the tail of buf that could still begin a value
+	err  error
+	tmp  []byte
+}
+
+func (b *scrubBody) Read(p []byte) (int, error) {
+	for len(b.buf)-b.held == 0 {
+		if b.err != nil {
+			if len(b.buf) == 0 {
+				return 0, b.err
+			}
+			b.held = 0 // the end: nothing more can complete a value
+			break
+		}
+		if b.tmp == nil {
+			b.tmp = make([]byte, 32<<10)
+		}
+		n, err := b.rc.Read(b.tmp)
+		b.buf = append(b.buf, b.tmp[:n]...)
+		b.err = err
+		for _, sec := range b.set.secrets {
+			for _, f := range sec.forms {
+				replaceSameLength(b.buf, f.value, f.placeholder)
+			}
+		}
+		b.held = min(b.keep, len(b.buf))
+	}
+	n := copy(p, b.buf[:len(b.buf)-b.held])
+	b.buf = b.buf[n:]
+	return n, nil
+}
+
+func (b *scrubBody) Close() error { return b.rc.Close() }
+
+// replaceSameLength replaces old by new (of the same length) in place.
+func replaceSameLength(buf []byte, old, new string) {
+	for i := 0; ; {
+		j := bytes.Index(buf[i:], []byte(old))
+		if j < 0 {
+			return
+		}
+		copy(buf[i+j:], new)
+		i += j + len(old)
+	}
+}

@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/regate/regate/engine"
+)
+
+// Rules of the proxy's own denies of secrets: a placeholder to a bound
+// host that cannot be swapped safely (over plain HTTP, or left where
+// nothing replaces it), and a real value sent to a host it is not for.
+const (
+	ruleSecretCleartext = "secrets:cleartext"
+	ruleSecretLeft      = "secrets:left"
+	ruleSecretReal      = "secrets:real-value"
+)
+
+// secretsInput sets input.secrets: the secrets whose placeholder, or real
+// value, r carries. A real value the command somehow holds is shown to
+// the policy, and so to the decision log, as the placeholder; the names
+// of those secrets are returned.
+func (p *Proxy) secretsInput(f *flow, r *http.Request) []string {
+	set := p.cfg.Secrets
+	f.in.Secrets = set.Present(r)
+	leaked := set.RealPresent(r)
+	if len(leaked) == 0 {
+		return nil
+	}
+	f.in.Path = set.ScrubString(f.in.Path)
+	for k, v := range f.in.Headers {
+		f.in.Headers[k] = set.ScrubString(v)
+	}
+	for _, n := range leaked {
+		if !slices.Contains(f.in.Secrets, n) {
+			f.in.Secrets = append(f.in.Secrets, n)
+		}
+	}
+	slices.Sort(f.in.Secrets)
+	return leaked
+}
+
+// swapSecrets puts the real values into an allowed request to a host
+// secrets are bound to; a real value (leaked: the names) sent anywhere else
+// is the proxy's own deny (README, "Keeping secrets out of the sandbox"). It
+// runs after the decision, so the policy and the decision log see only
+// placeholders. A placeholder on plain HTTP to a bound host, or left
+// where nothing replaces it, is the proxy's own deny (false). Requests to
+// other hosts are not touched: their placeholders are the policy's to
+// judge (input.secrets).
+func (p *Proxy) swapSecrets(f *flow, r *http.Request, leaked []string) bool {
+	set := p.cfg.Secrets
+	if !set.Bound(f.in.Host, f.in.Port) {
+		if len(leaked) > 0 { // whatever the policy said: that is exfiltration
+			f.ownDeny(ruleSecretReal, fmt.Sprintf("the request carries the real value of secret %s, which is not for %s", strings.Join(leaked, ", "), f.in.Host))
+			return false
+		}
+		return true
+	}
+	if f.in.Scheme != engine.SchemeHTTPS || f.in.TLS == nil || !f.in.TLS.Inspected {
+		if len(f.in.Secrets) == 0 {
+			return true
+		}
+		f.ownDeny(ruleSecretCleartext, fmt.Sprintf("the request carries the placeholder of secret %s over plain HTTP: regate sends secrets only over HTTPS",
+			strings.Join(f.in.Secrets, ", ")))
+		return false
+	}
+	if err := set.Swap(r, f.in.Host, f.in.Port); err != nil {
+		f.ownDeny(ruleSecretLeft, set.ScrubString(err.Error()))
+		return false
+	}
+	if len(f.in.Secrets) > 0 {
+		// An uncompressed answer, so that a value it echoes is scrubbed
+		// (roundTrip).
+		r.Header.Del("Accept-Encoding")
+	}
+	return true
+}
+
+// scrubbedError is an upstream error whose text had a real value in it.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+// scrubError keeps real values out of the texts of upstream errors, which
+// reach the client's answer, the outcome and the logs.
+func (p *Proxy) scrubError(err error) error {
+	if msg := p.cfg.Secrets.ScrubString(err.Error()); msg != err.Error() {
+		return &scrubbedError{msg: msg, err: err}
+	}
+	return err
+}
