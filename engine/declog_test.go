@@ -177,6 +177,8 @@ func TestLoggedInputSameOnBothPaths(t *testing.T) {
 			Attempt: &Attempt{Labels: map[string]string{"team": "t"}, Allow: []string{"x.test"}},
 			TLS:     &TLS{SNI: "b.test"}, Client: &Client{Addr: "127.0.0.1:1", Listener: "http"},
 			Transparent: &Transparent{Addr: "198.18.0.7"}},
+		{Host: "a.test", Port: 443, Scheme: SchemeHTTPS, Method: "POST", Path: "/", TLS: &TLS{SNI: "a.test", Inspected: true},
+			Headers: map[string]string{"authorization": "Bearer s3cret-token", "x-api-key": "s3cret-key", "user-agent": "curl"}},
 	}
 	for _, in := range inputs {
 		fromAST, err := ast.JSON(in.LogAST())
@@ -190,5 +192,11 @@ func TestLoggedInputSameOnBothPaths(t *testing.T) {
 		if string(a) != string(c) {
 			t.Fatalf("logged input differs:\nAST    %s\nstruct %s", a, c)
 		}
+		if strings.Contains(string(a)+string(c), "s3cret") {
+			t.Fatalf("a credential header is logged:\n%s\n%s", a, c)
+		}
+	}
+	if in := inputs[2]; in.Headers["authorization"] != "Bearer s3cret-token" {
+		t.Error("masking the log changed the input the policy sees")
 	}
 }

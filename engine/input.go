@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -195,10 +196,30 @@ func (l logInput) MarshalJSON() ([]byte, error) {
 	if a == nil {
 		a = &Attempt{}
 	}
+	in := *l.Input
+	in.Headers = maskedHeaders(in.Headers)
 	return json.Marshal(struct {
 		*plain
 		Attempt attemptJSON `json:"attempt"`
-	}{(*plain)(l.Input), attemptJSON{Labels: nonNil(a.Labels), Allow: nonNilSlice(a.Allow), Deny: nonNilSlice(a.Deny)}})
+	}{(*plain)(&in), attemptJSON{Labels: nonNil(a.Labels), Allow: nonNilSlice(a.Allow), Deny: nonNilSlice(a.Deny)}})
+}
+
+// maskedHeaders is h with the values of MaskedHeaders redacted (h itself
+// when it has none of them).
+func maskedHeaders(h map[string]string) map[string]string {
+	var out map[string]string
+	for k := range h {
+		if slices.Contains(MaskedHeaders, k) {
+			if out == nil {
+				out = maps.Clone(h)
+			}
+			out[k] = Redacted
+		}
+	}
+	if out == nil {
+		return h
+	}
+	return out
 }
 
 type attemptJSON struct {

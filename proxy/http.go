@@ -208,10 +208,13 @@ func stripUpgradeHops(h http.Header) {
 }
 
 // policyHeaders is input.headers of r: lower-case names, repeated values
-// joined; Host is input.host.
+// joined; Host is input.host; Proxy-Authorization is left out.
 func policyHeaders(r *http.Request) map[string]string {
 	h := make(map[string]string, len(r.Header))
 	for k, v := range r.Header {
+		if k == "Proxy-Authorization" { // regate's own credentials: input.attempt says who
+			continue
+		}
 		h[strings.ToLower(k)] = strings.Join(v, ", ")
 	}
 	return h
