@@ -16,6 +16,7 @@ type metrics struct {
 	ssrf         *prometheus.CounterVec
 	ownDenies    *prometheus.CounterVec
 	authFailures *prometheus.CounterVec
+	secretSwaps  *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -32,6 +33,10 @@ func newMetrics() *metrics {
 			Name: "regate_upstream_dial_errors_total",
 			Help: "Failed upstream resolutions and dials, by class (dns, refused, timeout, other).",
 		}, []string{"class"}),
+		secretSwaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "regate_secret_swaps_total",
+			Help: "Requests to a secret's hosts that regate put the secret's real value into, by secret.",
+		}, []string{"secret"}),
 		ssrf: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "regate_ssrf_blocks_total",
 			Help: "Allowed connections refused by the SSRF guard, by address class.",
@@ -53,7 +58,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 		return nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.active, m.bytes, m.dialErrors, m.ssrf, m.ownDenies, m.authFailures} {
+	for _, c := range []prometheus.Collector{m.active, m.bytes, m.dialErrors, m.ssrf, m.ownDenies, m.authFailures, m.secretSwaps} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

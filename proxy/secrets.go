@@ -76,6 +76,9 @@ func (p *Proxy) swapSecrets(f *flow, r *http.Request, leaked []string) bool {
 		// (roundTrip).
 		r.Header.Del("Accept-Encoding")
 	}
+	for _, name := range f.in.Secrets {
+		p.m.secretSwaps.WithLabelValues(name).Inc()
+	}
 	return true
 }
 

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/regate/regate/engine"
 	"github.com/regate/regate/internal/secrets"
 	"github.com/regate/regate/internal/tlsca"
@@ -135,6 +137,9 @@ func TestSecretSwap(t *testing.T) {
 				t.Errorf("input %+v", in)
 			}
 		}
+	}
+	if n := testutil.ToFloat64(h.p.m.secretSwaps.WithLabelValues("gh")); n != 2 {
+		t.Errorf("regate_secret_swaps_total{secret=\"gh\"} = %v, want 2 (the two swapped requests)", n)
 	}
 	if seen != 5 {
 		t.Errorf("%d inner requests decided, want 5", seen)
