@@ -7,25 +7,19 @@ import (
 
 // ScrubBody wraps a response body so that every real value in it reads
 // as its placeholder, in the forms ScrubString knows. A placeholder has its value's length, so lengths
-// (Content-Length) hold; the last bytes that could begin a value are held
-// back until the next read decides.
+// (Content-Length) hold; the last bytes that could begin a value — only
+// those, so a streamed answer (server-sent events) is not delayed — are
+// held back until the next read decides.
 func (s *Set) ScrubBody(rc io.ReadCloser) io.ReadCloser {
 	if s == nil || len(s.secrets) == 0 || rc == nil {
 		return rc
 	}
-	keep := 0
-	for _, sec := range s.secrets {
-		for _, f := range sec.forms {
-			keep = max(keep, len(f.value)-1)
-		}
-	}
-	return &scrubBody{rc: rc, set: s, keep: keep}
+	return &scrubBody{rc: rc, set: s}
 }
 
 type scrubBody struct {
 	rc   io.ReadCloser
 	set  *Set
-	keep int
 	buf  []byte // read, scrubbed, not yet returned
 	held int    // the tail of buf that could still begin a value
 	err  error
@@ -52,7 +46,7 @@ func (b *scrubBody) Read(p []byte) (int, error) {
 				replaceSameLength(b.buf, f.value, f.placeholder)
 			}
 		}
-		b.held = min(b.keep, len(b.buf))
+		b.held = b.tail()
 	}
 	n := copy(p, b.buf[:len(b.buf)-b.held])
 	b.buf = b.buf[n:]
@@ -60,6 +54,23 @@ func (b *scrubBody) Read(p []byte) (int, error) {
 }
 
 func (b *scrubBody) Close() error { return b.rc.Close() }
+
+// tail is how many of buf's last bytes could begin a value: the longest
+// suffix that is a proper prefix of one of its forms.
+func (b *scrubBody) tail() int {
+	held := 0
+	for _, sec := range b.set.secrets {
+		for _, f := range sec.forms {
+			for k := min(len(f.value)-1, len(b.buf)); k > held; k-- {
+				if bytes.HasSuffix(b.buf, []byte(f.value[:k])) {
+					held = k
+					break
+				}
+			}
+		}
+	}
+	return held
+}
 
 // replaceSameLength replaces old by new (of the same length) in place.
 func replaceSameLength(buf []byte, old, new string) {

@@ -320,3 +320,27 @@ func TestSwapSplitPlaceholder(t *testing.T) {
 		t.Fatalf("part of the value was sent: %q", got)
 	}
 }
+
+// TestScrubBodyDoesNotHoldStreams: a streamed answer's event is returned
+// as soon as it is read, unless its last bytes could begin a value (those
+// wait for the next read, then pass scrubbed).
+func TestScrubBodyDoesNotHoldStreams(t *testing.T) {
+	set, gh, _ := testSet(t)
+	pr, pw := io.Pipe()
+	body := set.ScrubBody(pr)
+	go func() { io.WriteString(pw, "data: hello\n\n") }()
+	buf := make([]byte, 64)
+	n, err := body.Read(buf)
+	if err != nil || string(buf[:n]) != "data: hello\n\n" {
+		t.Fatalf("first event: %q %v (held back)", buf[:n], err)
+	}
+	go func() {
+		io.WriteString(pw, "data: "+realToken[:4])
+		io.WriteString(pw, realToken[4:]+"\n\n")
+		pw.Close()
+	}()
+	rest, err := io.ReadAll(body)
+	if err != nil || string(rest) != "data: "+gh.Placeholder()+"\n\n" {
+		t.Errorf("a value split across reads: %q %v", rest, err)
+	}
+}
