@@ -2,9 +2,9 @@ package proxy
 
 import (
 	"context"
+	"github.com/regate/regate/internal/testenv"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 
@@ -191,7 +191,7 @@ func TestOwnAddressesInEverySpelling(t *testing.T) {
 		hosts := []string{"0.0.0.0", "[::]", "[::ffff:127.0.0.1]", "127.0.0.2", "127.1", "2130706433", "0", "[::1]", "[::ffff:0.0.0.0]"}
 		if hostAddr != "" {
 			hosts = append(hosts, hostAddr)
-		} else if os.Getenv("CI") != "" {
+		} else if testenv.InCI() {
 			t.Fatal("no non-loopback IPv4 interface address to test with")
 		}
 		for _, host := range hosts {

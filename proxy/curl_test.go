@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/regate/regate/internal/testenv"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -15,7 +16,7 @@ func curl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	path, err := exec.LookPath("curl")
 	if err != nil {
-		t.Skip("curl not installed")
+		testenv.Skip(t, "curl not installed")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

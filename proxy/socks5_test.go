@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"github.com/regate/regate/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -84,7 +85,7 @@ func listenV6(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
-		t.Skip("no IPv6 loopback")
+		testenv.Skip(t, "no IPv6 loopback: %v", err)
 	}
 	s := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(echoHandler)}}
 	s.Start()

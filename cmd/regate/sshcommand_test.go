@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/regate/regate/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,10 +12,7 @@ import (
 // GIT_SSH, plain ssh.
 func TestUserSSHCommand(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("git not installed")
-		}
-		t.Skip("git not installed")
+		testenv.Skip(t, "git not installed")
 	}
 	dir := t.TempDir()
 	global := filepath.Join(dir, "gitconfig")

@@ -3,6 +3,7 @@
 package admin
 
 import (
+	"github.com/regate/regate/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +28,7 @@ func TestLoadTokenRefusesPlantedFile(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.owner >= 0 && os.Geteuid() != 0 {
-				t.Skip("chown to another user needs root")
+				testenv.Skip(t, "chown to another user needs root")
 			}
 			path := filepath.Join(t.TempDir(), "token")
 			if err := os.WriteFile(path, []byte(token), 0o600); err != nil {

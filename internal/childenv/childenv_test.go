@@ -1,6 +1,7 @@
 package childenv
 
 import (
+	"github.com/regate/regate/internal/testenv"
 	"os/exec"
 	"slices"
 	"strings"
@@ -57,7 +58,7 @@ func TestEnvWithoutSOCKSOrSelf(t *testing.T) {
 // GIT_SSH_COMMAND with, then ssh's `sh -c "exec …"`).
 func TestGitSSHCommandQuoting(t *testing.T) {
 	if _, err := exec.LookPath("sh"); err != nil {
-		t.Skip("no sh")
+		testenv.Skip(t, "no sh")
 	}
 	self := "/tmp/it's here/regate"
 	var cmd string

@@ -3,6 +3,7 @@
 package private
 
 import (
+	"github.com/regate/regate/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,7 +53,7 @@ func TestCheck(t *testing.T) {
 // skipped otherwise.
 func TestCheckOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("chown to another user needs root")
+		testenv.Skip(t, "chown to another user needs root")
 	}
 	for _, rule := range []Rule{Secret, Log} {
 		f := tempFile(t, 0o600)
@@ -71,7 +72,7 @@ func TestCheckOwner(t *testing.T) {
 func TestCheckDevice(t *testing.T) {
 	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
-		t.Skip(err)
+		testenv.Skip(t, "%v", err)
 	}
 	defer f.Close()
 	if err := Check(f, Log); err != nil {

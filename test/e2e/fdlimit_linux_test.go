@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"github.com/regate/regate/internal/testenv"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,15 +24,15 @@ func TestServeSurvivesFDExhaustion(t *testing.T) {
 	pid := d.cmd.Process.Pid
 	fds, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "fd"))
 	if err != nil {
-		t.Skip(err)
+		testenv.Skip(t, "%v", err)
 	}
 	var lim unix.Rlimit
 	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &lim); err != nil {
-		t.Skip(err)
+		testenv.Skip(t, "%v", err)
 	}
 	lim.Cur = uint64(len(fds) + 32)
 	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
-		t.Skip(err)
+		testenv.Skip(t, "%v", err)
 	}
 
 	const perListener = 300

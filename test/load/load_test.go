@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/regate/regate/internal/testenv"
 	"io"
 	"net"
 	"os"
@@ -74,7 +75,7 @@ func TestSquidBaseline(t *testing.T) {
 		t.Skip("starts squid")
 	}
 	if _, err := findSquid("auto"); err != nil {
-		t.Skip(err)
+		testenv.Skip(t, "%v", err)
 	}
 	o, err := parseFlags(tinyArgs, io.Discard)
 	if err != nil {
@@ -140,7 +141,7 @@ func TestBinaryTarget(t *testing.T) {
 // be there, non-zero and without errors; no timing is asserted.
 func TestTransparent(t *testing.T) {
 	if err := isolate.Available(); err != nil {
-		t.Skip(err)
+		testenv.Skip(t, "%v", err)
 	}
 	bin := buildRegate(t)
 	o, err := parseFlags(append(append([]string{"-squid", "off", "-relay=false", "-binary", bin}, tinyArgs...), "-w", workloadTransparent), io.Discard)
@@ -151,8 +152,8 @@ func TestTransparent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Rows) == 0 && os.Getenv("CI") == "" {
-		t.Skipf("--isolate unavailable here: %s", rep.IsolateSkipped)
+	if len(rep.Rows) == 0 {
+		testenv.Skip(t, "--isolate unavailable here: %s", rep.IsolateSkipped)
 	}
 	sandbox := []string{targetDirect, targetIsolateProxy, targetTransparent}
 	if strings.Join(rep.Targets, ",") != strings.Join(sandbox, ",") {
@@ -189,10 +190,7 @@ func TestTransparent(t *testing.T) {
 // asserted. Without Squid it fails under CI and skips elsewhere.
 func TestParent(t *testing.T) {
 	if _, err := findSquid("auto"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the parent workload needs squid: %v", err)
-		}
-		t.Skip(err)
+		testenv.Skip(t, "the parent workload needs squid: %v", err)
 	}
 	bin := buildRegate(t)
 	for _, pin := range []bool{true, false} {

@@ -2,6 +2,7 @@ package confine
 
 import (
 	"encoding/binary"
+	"github.com/regate/regate/internal/testenv"
 	"testing"
 
 	"golang.org/x/net/bpf"
@@ -84,7 +85,7 @@ func TestFilterDecisions(t *testing.T) {
 	for _, c := range calls {
 		t.Run(c.name, func(t *testing.T) {
 			if c.onlyForX32 && x32Bit == 0 {
-				t.Skip("no x32 calls on this architecture")
+				testenv.Skip(t, "no x32 calls on this architecture")
 			}
 			if c.arch == 0 {
 				c.arch = auditArch
