@@ -104,16 +104,12 @@ func or(v, def string) string {
 
 // readAuth reads "user:password" from a private file of the user's own.
 func readAuth(path string) (*url.Userinfo, error) {
-	f, err := os.Open(path)
+	b, err := private.ReadFile(path, private.Secret, 4096)
 	if err != nil {
 		return nil, fmt.Errorf("upstream proxy credentials: %w", err)
 	}
-	defer f.Close()
-	if err := private.Check(f, private.Secret); err != nil {
-		return nil, fmt.Errorf("upstream proxy credentials: %w", err)
-	}
-	line, err := bufio.NewReader(f).ReadString('\n')
-	if err != nil && line == "" {
+	line, _, _ := strings.Cut(string(b), "\n")
+	if line == "" {
 		return nil, fmt.Errorf("upstream proxy credentials %s: empty", path)
 	}
 	user, pass, ok := strings.Cut(strings.TrimRight(line, "\r\n"), ":")

@@ -6,6 +6,7 @@ package private
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 )
@@ -30,4 +31,25 @@ func Check(f *os.File, r Rule) error {
 		return fmt.Errorf("checking %s: %w", f.Name(), err)
 	}
 	return checkInfo(f.Name(), fi, r)
+}
+
+// ReadFile reads the file at path once Check has passed it under r; a
+// file larger than max bytes is an error, not truncated.
+func ReadFile(path string, r Rule, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := Check(f, r); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, max)
+	}
+	return b, nil
 }

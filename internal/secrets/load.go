@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 
 	"github.com/regate/regate/internal/private"
@@ -105,17 +103,9 @@ func checkValue(v string) error {
 // (the user's own, neither readable nor writable by others); one trailing
 // newline is dropped.
 func readFile(path string) (string, error) {
-	f, err := os.Open(path)
+	b, err := private.ReadFile(path, private.Secret, maxValue+2)
 	if err != nil {
 		return "", err
-	}
-	defer f.Close()
-	if err := private.Check(f, private.Secret); err != nil {
-		return "", err
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxValue+2))
-	if err != nil {
-		return "", fmt.Errorf("reading %s: %w", path, err)
 	}
 	b = bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r"))
 	return string(b), nil

@@ -13,7 +13,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -86,15 +85,7 @@ func Load(certFile, keyFile string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inspection CA: %w", err)
 	}
-	f, err := os.Open(keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("inspection CA key: %w", err)
-	}
-	defer f.Close()
-	if err := private.Check(f, private.Secret); err != nil {
-		return nil, fmt.Errorf("inspection CA key: %w", err)
-	}
-	keyPEM, err := readAll(f)
+	keyPEM, err := private.ReadFile(keyFile, private.Secret, 1<<20)
 	if err != nil {
 		return nil, fmt.Errorf("inspection CA key: %w", err)
 	}
@@ -128,19 +119,6 @@ func Load(certFile, keyFile string) (*CA, error) {
 		return nil, fmt.Errorf("inspection CA: the key of %s does not match %s", keyFile, certFile)
 	}
 	return ca, nil
-}
-
-func readAll(f *os.File) ([]byte, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() > 1<<20 {
-		return nil, errors.New("larger than 1 MiB")
-	}
-	b := make([]byte, fi.Size())
-	_, err = f.ReadAt(b, 0)
-	return b, err
 }
 
 func fromParts(der []byte, key *ecdsa.PrivateKey) (*CA, error) {
