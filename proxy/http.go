@@ -160,6 +160,15 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, src reqSour
 	})
 }
 
+// transportFor is the upstream transport of a forwarded request: the
+// shared one for plain HTTP, the attempt's own for inspected HTTPS.
+func (p *Proxy) transportFor(r *http.Request, f *flow) *http.Transport {
+	if r.URL.Scheme == "https" {
+		return p.inspectTransport(f.in.AttemptID)
+	}
+	return p.transport
+}
+
 // isUpgrade reports whether r asks to switch protocols (a WebSocket
 // handshake): goproxy strips its Connection and Upgrade headers, so it
 // takes upgrade instead.
@@ -175,10 +184,7 @@ func isUpgrade(r *http.Request) bool {
 // answer is relayed, then the two connections are joined, as a tunnel's.
 // The protocol after the switch is not decided again (the request was).
 func (p *Proxy) upgrade(w http.ResponseWriter, r *http.Request, fw *forwarding) {
-	t := p.transport
-	if r.URL.Scheme == "https" {
-		t = p.inspectTransport(fw.f.in.AttemptID)
-	}
+	t := p.transportFor(r, fw.f)
 	stripUpgradeHops(r.Header)
 	rp := &httputil.ReverseProxy{
 		Rewrite:   func(pr *httputil.ProxyRequest) { pr.Out.Host = r.Host },
@@ -365,11 +371,7 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 			f.setUpstream(i.Conn.RemoteAddr().String())
 		}
 	}}
-	t := p.transport
-	if r.URL.Scheme == "https" {
-		t = p.inspectTransport(f.in.AttemptID)
-	}
-	resp, err := t.RoundTrip(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
+	resp, err := p.transportFor(r, f).RoundTrip(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
 	if err != nil {
 		err = p.scrubError(err)
 		fw.err = err
