@@ -82,11 +82,13 @@ type Config struct {
 	// Inspect enables HTTPS inspection of the tunnels whose decision asks
 	// for it; nil refuses them (fail closed).
 	Inspect *Inspection
-	// Secrets are the credentials kept outside the sandbox: the tunnels
-	// of the hosts they are bound to are always inspected, and an allowed
-	// request to such a host gets the real value in place of the
-	// placeholder; nil: none.
-	Secrets *secrets.Set
+	// Secrets are the credentials kept outside the sandbox: for a flow
+	// whose attempt holds placeholders (the run's command, or an attempt
+	// granted secrets), the tunnels of the hosts they are bound to are
+	// always inspected, and an allowed request to such a host gets the
+	// real value in place of the placeholder; a real value is refused on
+	// any other host, whoever sends it. nil: none.
+	Secrets *secrets.Broker
 	// Parents chains allowed connections to a parent proxy (nil: every
 	// destination is dialled directly). The decision comes first; then a
 	// tunnel is a CONNECT (or SOCKS5 CONNECT) to the parent and a plain

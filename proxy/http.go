@@ -302,8 +302,10 @@ func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 	gp.OnResponse().DoFunc(func(resp *http.Response, _ *goproxy.ProxyCtx) *http.Response {
 		if resp != nil {
 			stripHopHeaders(resp.Header)
-			p.cfg.Secrets.Scrub(resp.Header)
-			p.cfg.Secrets.Scrub(resp.Trailer)
+			// Every real value, whichever flow: roundTrip has already put
+			// the flow's own placeholders back where it could.
+			p.cfg.Secrets.All().Scrub(resp.Header)
+			p.cfg.Secrets.All().Scrub(resp.Trailer)
 		}
 		return resp
 	})
@@ -383,8 +385,9 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 		fw.err = &dialError{class: dialParent, err: &parent.Error{Status: resp.Status}}
 		return answerHTTP(f.refusal(fw.err)).response(r), nil
 	}
-	if p.cfg.Secrets.Bound(f.in.Host, f.in.Port) {
-		resp.Body = p.cfg.Secrets.ScrubBody(resp.Body)
+	if set := p.scrubberOf(f); set != nil {
+		set.Scrub(resp.Header)
+		resp.Body = set.ScrubBody(resp.Body)
 	}
 	resp.Body = &countingBody{ReadCloser: resp.Body, n: &f.down}
 	if fl, ok := fw.w.(http.Flusher); ok && resp.ContentLength < 0 {

@@ -126,7 +126,7 @@ func (p *Proxy) tunnelStages(ctx context.Context, f *flow, c Conn) error {
 		return p.refuse(c.Answer, f, errTooManyTunnels)
 	}
 	defer releaseSlot()
-	if f.dec.Inspect || p.cfg.Secrets.Bound(f.in.Host, f.in.Port) {
+	if f.dec.Inspect || p.secretsOf(f).Bound(f.in.Host, f.in.Port) {
 		return p.inspectTunnel(ctx, f, c)
 	}
 	up, err := p.connect(ctx, f)

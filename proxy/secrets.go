@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/regate/regate/engine"
+	"github.com/regate/regate/internal/secrets"
 )
 
 // Rules of the proxy's own denies of secrets: a placeholder to a bound
@@ -23,15 +24,18 @@ const (
 // the policy, and so to the decision log, as the placeholder; the names
 // of those secrets are returned.
 func (p *Proxy) secretsInput(f *flow, r *http.Request) []string {
-	set := p.cfg.Secrets
-	f.in.Secrets = set.Present(r)
-	leaked := set.RealPresent(r)
+	f.in.Secrets = p.secretsOf(f).Present(r)
+	leaked := p.cfg.Secrets.All().RealPresent(r)
 	if len(leaked) == 0 {
 		return nil
 	}
-	f.in.Path = set.ScrubString(f.in.Path)
+	scrub := p.scrubberOf(f)
+	if scrub == nil {
+		scrub = p.cfg.Secrets.All()
+	}
+	f.in.Path = scrub.ScrubString(f.in.Path)
 	for k, v := range f.in.Headers {
-		f.in.Headers[k] = set.ScrubString(v)
+		f.in.Headers[k] = scrub.ScrubString(v)
 	}
 	for _, n := range leaked {
 		if !slices.Contains(f.in.Secrets, n) {
@@ -51,12 +55,12 @@ func (p *Proxy) secretsInput(f *flow, r *http.Request) []string {
 // other hosts are not touched: their placeholders are the policy's to
 // judge (input.secrets).
 func (p *Proxy) swapSecrets(f *flow, r *http.Request, leaked []string) bool {
-	set := p.cfg.Secrets
+	if off := p.offHost(f, leaked); len(off) > 0 { // whatever the policy said: that is exfiltration
+		f.ownDeny(ruleSecretReal, fmt.Sprintf("the request carries the real value of secret %s, which is not for %s", strings.Join(off, ", "), f.in.Host))
+		return false
+	}
+	set := p.secretsOf(f)
 	if !set.Bound(f.in.Host, f.in.Port) {
-		if len(leaked) > 0 { // whatever the policy said: that is exfiltration
-			f.ownDeny(ruleSecretReal, fmt.Sprintf("the request carries the real value of secret %s, which is not for %s", strings.Join(leaked, ", "), f.in.Host))
-			return false
-		}
 		return true
 	}
 	if f.in.Scheme != engine.SchemeHTTPS || f.in.TLS == nil || !f.in.TLS.Inspected {
@@ -82,6 +86,36 @@ func (p *Proxy) swapSecrets(f *flow, r *http.Request, leaked []string) bool {
 	return true
 }
 
+// secretsOf is the set of f's attempt: the placeholders it holds (nil:
+// none, and its requests are never swapped).
+func (p *Proxy) secretsOf(f *flow) *secrets.Set { return p.cfg.Secrets.For(f.in.AttemptID) }
+
+// scrubberOf is the set that puts placeholders back in f's answer: f's
+// own when a secret of it is bound to f's host, else every secret's when
+// one is bound there (a flow without a grant gets placeholders it cannot
+// use), else nil: nothing to scrub.
+func (p *Proxy) scrubberOf(f *flow) *secrets.Set {
+	if set := p.secretsOf(f); set.Bound(f.in.Host, f.in.Port) {
+		return set
+	}
+	if all := p.cfg.Secrets.All(); all.Bound(f.in.Host, f.in.Port) {
+		return all
+	}
+	return nil
+}
+
+// offHost are the leaked secrets (real values the request carries) not
+// bound to f's host.
+func (p *Proxy) offHost(f *flow, leaked []string) []string {
+	var out []string
+	for _, n := range leaked {
+		if !p.cfg.Secrets.All().BoundTo(n, f.in.Host, f.in.Port) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // scrubbedError is an upstream error whose text had a real value in it.
 type scrubbedError struct {
 	msg string
@@ -94,7 +128,7 @@ func (e *scrubbedError) Unwrap() error { return e.err }
 // scrubError keeps real values out of the texts of upstream errors, which
 // reach the client's answer, the outcome and the logs.
 func (p *Proxy) scrubError(err error) error {
-	if msg := p.cfg.Secrets.ScrubString(err.Error()); msg != err.Error() {
+	if msg := p.cfg.Secrets.All().ScrubString(err.Error()); msg != err.Error() {
 		return &scrubbedError{msg: msg, err: err}
 	}
 	return err

@@ -21,6 +21,9 @@ import (
 
 const testSecretValue = "ghp_abcdefghijklmnopqrstuvwxyzABCDEF0123"
 
+// otherSecretValue is the value of a second secret, bound elsewhere.
+const otherSecretValue = "sk-proj-0123456789abcdefghijklmnopqrstuvwxyzABCD"
+
 // TestSecretSwap: a host a secret is bound to is inspected even when the
 // decision does not ask for it; on an allowed request the upstream gets
 // the real value, the policy and the client only the placeholder; a
@@ -48,11 +51,16 @@ func TestSecretSwap(t *testing.T) {
 	t.Cleanup(up.Close)
 	roots := x509.NewCertPool()
 	roots.AddCert(upCA.Certificate())
-	specs, err := secrets.Merge(nil, []string{"gh=GH@allowed.test"})
+	specs, err := secrets.Merge(nil, []string{"gh=GH@allowed.test", "oa=OA@bound.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := secrets.Load(specs, func(string) string { return testSecretValue })
+	loaded, err := secrets.Load(specs, func(name string) string {
+		if name == "OA" {
+			return otherSecretValue
+		}
+		return testSecretValue
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +69,10 @@ func TestSecretSwap(t *testing.T) {
 		return engine.Decision{Allow: true, Reason: "ok", ID: "d-ok"}, nil // never asks to inspect
 	}}
 	cfg := testConfig()
+	cfg.Hosts["bound.test"] = cfg.Hosts["allowed.test"]
 	cfg.Inspect = &Inspection{CA: ca, UpstreamRoots: roots}
-	cfg.Secrets = secrets.NewSet(loaded)
+	set := secrets.NewSet(loaded)
+	cfg.Secrets = secrets.ForRun(set)
 	h := startProxy(t, cfg, d)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Certificate())
@@ -120,10 +130,24 @@ func TestSecretSwap(t *testing.T) {
 	if code != http.StatusForbidden || !strings.Contains(body, "the real value of secret gh, which is not for other.test") || strings.Contains(body, testSecretValue) {
 		t.Errorf("real value elsewhere: %d %q", code, body)
 	}
+	// Nor to the host of another secret.
+	code, body, _ = get(false, base[:len("https://")]+"bound.test:"+port+"/x", "Authorization", "Bearer "+testSecretValue)
+	if code != http.StatusForbidden || !strings.Contains(body, "the real value of secret gh, which is not for bound.test") {
+		t.Errorf("real value to another secret's host: %d %q", code, body)
+	}
 	var seen int
 	for _, in := range d.calls() {
 		if strings.Contains(fmt.Sprint(in), testSecretValue) {
 			t.Fatalf("the policy saw the real value: %+v", in)
+		}
+		if in.Host == "bound.test" {
+			if in.Method == "CONNECT" {
+				continue
+			}
+			if len(in.Secrets) != 1 || in.Secrets[0] != "gh" || in.Headers["authorization"] != "Bearer "+ph {
+				t.Errorf("input of the real value to another secret's host: %+v", in)
+			}
+			continue
 		}
 		if in.Host == "other.test" {
 			if len(in.Secrets) != 1 || in.Headers["x-token"] != ph || in.Path != "/r/"+ph {
@@ -144,7 +168,7 @@ func TestSecretSwap(t *testing.T) {
 	if seen != 5 {
 		t.Errorf("%d inner requests decided, want 5", seen)
 	}
-	if uses := cfg.Secrets.Uses(); len(uses) != 1 || uses[0].Count != 2 || uses[0].Host != "allowed.test" {
+	if uses := set.Uses(); len(uses) != 1 || uses[0].Count != 2 || uses[0].Host != "allowed.test" {
 		t.Errorf("uses %+v", uses)
 	}
 }

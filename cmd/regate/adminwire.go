@@ -14,6 +14,7 @@ import (
 	"github.com/regate/regate/internal/admin"
 	"github.com/regate/regate/internal/attempt"
 	"github.com/regate/regate/internal/config"
+	"github.com/regate/regate/internal/secrets"
 	"github.com/regate/regate/proxy"
 )
 
@@ -38,6 +39,10 @@ type adminWiring struct {
 	reg      *prometheus.Registry
 	ready    func() error
 	log      *slog.Logger
+	// secrets grants serve's attempts placeholders; nil: none.
+	secrets *secrets.Broker
+	// childTrust is added to the env of each new attempt.
+	childTrust []string
 }
 
 // startAdmin opens the admin listener (nil, "" when off), keeps the proxy
@@ -67,6 +72,10 @@ func (a *app) startAdmin(ctx context.Context, w adminWiring) (*admin.Server, str
 	if w.own != nil {
 		ac.AttemptListeners = w.own
 	}
+	if w.secrets != nil && w.bound == "" {
+		ac.Secrets = w.secrets
+	}
+	ac.ChildTrust = w.childTrust
 	srv, err := admin.New(ac)
 	if err != nil {
 		return nil, "", err

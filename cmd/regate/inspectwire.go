@@ -81,20 +81,30 @@ func trustInspection(insp *proxy.Inspection, env []string) (*catrust.Trust, stri
 	return trust, dir, nil
 }
 
-// writeServeCA writes the certificate of the CA serve generated (its key
-// stays in memory) beside the default admin socket, and says where: the
-// clients of a fleet must trust it, and it changes at every start.
-func writeServeCA(insp *proxy.Inspection, log *slog.Logger) error {
+// serveDir is where serve writes what its clients read: the certificate
+// of the CA it generated, the trust bundles of its attempts. It is the
+// directory of the default admin socket, else the user's cache directory.
+func serveDir() (string, error) {
 	dir := ""
 	if sock, ok := strings.CutPrefix(config.DefaultAdmin().Addr, "unix:"); ok {
 		dir = filepath.Dir(sock)
 	} else if cache, err := os.UserCacheDir(); err == nil {
 		dir = filepath.Join(cache, "regate")
 	} else {
-		return fmt.Errorf("inspection: where to write the CA certificate: %w", err)
+		return "", fmt.Errorf("inspection: where to write the CA certificate: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("inspection: %w", err)
+		return "", fmt.Errorf("inspection: %w", err)
+	}
+	return dir, nil
+}
+
+// writeServeCA writes the certificate of the CA serve generated (its key
+// never leaves memory) beside the admin socket, and says where.
+func writeServeCA(insp *proxy.Inspection, log *slog.Logger) error {
+	dir, err := serveDir()
+	if err != nil {
+		return err
 	}
 	path := filepath.Join(dir, "inspect-ca.pem")
 	if err := os.WriteFile(path+".tmp", insp.CA.CertPEM(), 0o644); err != nil {
@@ -106,4 +116,23 @@ func writeServeCA(insp *proxy.Inspection, log *slog.Logger) error {
 	log.Warn("HTTPS inspection CA generated for this start: clients must trust its certificate (give --inspect-ca and --inspect-key to keep one)",
 		"certificate", path, "not_after", insp.CA.Certificate().NotAfter.Format(time.RFC3339))
 	return nil
+}
+
+// serveTrust writes the bundles that make the children of serve's
+// attempts trust its inspection CA (the system roots plus the CA, in
+// serveDir()/trust) and returns the variables each attempt's env gets.
+func serveTrust(insp *proxy.Inspection) ([]string, error) {
+	dir, err := serveDir()
+	if err != nil {
+		return nil, err
+	}
+	dir = filepath.Join(dir, "trust")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("inspection: %w", err)
+	}
+	trust, err := catrust.Prepare(dir, insp.CA.CertPEM(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("inspection: %w", err)
+	}
+	return trust.Env, nil
 }

@@ -23,7 +23,7 @@ var _ proxy.Decider = (*engine.Engine)(nil)
 // newProxy maps the configuration onto the proxy's. A nil engine builds a
 // proxy that denies everything (for `check`, which only validates);
 // onOutcome (nil: none) receives every connection's outcome.
-func newProxy(cfg *config.Config, e *engine.Engine, bound string, log *slog.Logger, reg prometheus.Registerer, attempts *attempt.Registry, onOutcome func(proxy.Outcome), insp *proxy.Inspection, set *secrets.Set) (*proxy.Proxy, error) {
+func newProxy(cfg *config.Config, e *engine.Engine, bound string, log *slog.Logger, reg prometheus.Registerer, attempts *attempt.Registry, onOutcome func(proxy.Outcome), insp *proxy.Inspection, set *secrets.Broker) (*proxy.Proxy, error) {
 	pc := proxy.Config{
 		Logger:         log,
 		Attempts:       attempts,

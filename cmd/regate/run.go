@@ -138,13 +138,13 @@ func (a *app) startSandbox(cmd *cobra.Command) (_ *sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
-	set, err := runSecrets(cmd, cfg)
+	set, err := loadSecrets(cmd, cfg)
 	if err != nil {
 		return nil, err
 	}
 	token := attempt.NewToken()
 	summary := newBlockedSummary()
-	opts := stackOptions{bound: &attempt.Attempt{ID: id, Token: token, Labels: labels}, onOutcome: summary.outcome, secrets: set}
+	opts := stackOptions{bound: &attempt.Attempt{ID: id, Token: token, Labels: labels}, onOutcome: summary.outcome, secrets: secrets.ForRun(set)}
 	var sbx *isolate.Sandbox
 	if cfg.Isolate.Enabled {
 		// The namespace is built while the engine compiles the policy;

@@ -12,12 +12,12 @@ import (
 	"github.com/regate/regate/internal/secrets"
 )
 
-// runSecrets loads the secrets of a run (the secrets: entries and each
+// loadSecrets loads the secrets of a run or serve (the secrets: entries and each
 // --secret) from regate's own environment or their files, and fits the
 // configuration to them: inspection on (their hosts are always
 // inspected), data.regate.secrets for the policy, their files hidden
 // under --isolate. nil when there are none.
-func runSecrets(cmd *cobra.Command, cfg *config.Config) (*secrets.Set, error) {
+func loadSecrets(cmd *cobra.Command, cfg *config.Config) (*secrets.Set, error) {
 	flags, _ := cmd.Flags().GetStringArray("secret")
 	specs, err := secrets.Merge(cfg.Secrets, flags)
 	if err != nil {

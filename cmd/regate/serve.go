@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regate/regate/internal/config"
+	"github.com/regate/regate/internal/secrets"
 	"github.com/regate/regate/proxy"
 )
 
@@ -35,6 +36,7 @@ a loopback HOST:PORT requires the bearer token of
 	addPolicyFlags(fs)
 	addListenerFlags(fs, "127.0.0.1:3128", "127.0.0.1:1080", config.DefaultAdmin().Addr, true)
 	fs.Bool("allow-anonymous", true, "accept clients without proxy credentials")
+	fs.StringArray("secret", nil, "hold a secret outside the sandboxes (repeatable): `NAME` (a preset: github, openai, anthropic, npm; or a secrets: entry) or NAME=ENVVAR@HOSTPATTERN[,HOSTPATTERN…]; an attempt registered with \"secrets\": [NAME] gets a placeholder of its own, the proxy sends the real value only to those hosts")
 	usageCode(cmd, exitError)
 	return cmd
 }
@@ -47,14 +49,13 @@ func (a *app) serve(cmd *cobra.Command) error {
 	if cfg.HTTP == "" && cfg.SOCKS == "" {
 		return errors.New("every proxy listener is off")
 	}
-	if len(cfg.Secrets) > 0 {
-		// Refused rather than ignored: a fleet's clients would send
-		// placeholders, or their real credentials, unswapped.
-		return errors.New("secrets: kept outside the sandbox by regate run only; serve does not support them yet")
+	set, err := loadSecrets(cmd, cfg)
+	if err != nil {
+		return err
 	}
 	ctx := cmd.Context()
 	var up atomic.Bool
-	st, err := a.assemble(ctx, cfg, stackOptions{ready: listenersReady(&up)})
+	st, err := a.assemble(ctx, cfg, stackOptions{ready: listenersReady(&up), secrets: secrets.ForServe(set)})
 	if err != nil {
 		return err
 	}

@@ -42,8 +42,8 @@ type stackOptions struct {
 	listen func(context.Context, []listenerSpec) (listeners, error)
 	// onOutcome is run's summary of failed connections.
 	onOutcome func(proxy.Outcome)
-	// secrets are run's secrets kept outside the sandbox; nil: none.
-	secrets *secrets.Set
+	// secrets are the secrets kept outside the sandbox; nil: none.
+	secrets *secrets.Broker
 }
 
 // assemble starts the engine (the policy compiles here, so its error comes
@@ -75,6 +75,12 @@ func (a *app) assemble(ctx context.Context, cfg *config.Config, o stackOptions) 
 	if s.inspect, err = newInspection(cfg, mode, s.log); err != nil {
 		return nil, err
 	}
+	var childTrust []string
+	if mode == config.ModeServe && s.inspect != nil {
+		if childTrust, err = serveTrust(s.inspect); err != nil {
+			return nil, err
+		}
+	}
 	if s.proxy, err = newProxy(cfg, s.engine.Engine, bound, s.log, reg, s.attempts, o.onOutcome, s.inspect, o.secrets); err != nil {
 		return nil, err
 	}
@@ -89,7 +95,8 @@ func (a *app) assemble(ctx context.Context, cfg *config.Config, o stackOptions) 
 		s.attemptListeners = newAttemptListeners(s.proxy, s.ls, cfg.Proxy.MaxAttemptListeners, s.log)
 	}
 	s.admin, s.adminAddr, err = a.startAdmin(ctx, adminWiring{cfg: cfg, engine: s.engine.Engine, proxy: s.proxy,
-		ls: s.ls, attempts: s.attempts, bound: bound, own: s.attemptListeners, reg: reg, ready: o.ready, log: s.log})
+		ls: s.ls, attempts: s.attempts, bound: bound, own: s.attemptListeners, reg: reg, ready: o.ready, log: s.log,
+		secrets: o.secrets, childTrust: childTrust})
 	if err != nil {
 		return nil, err
 	}

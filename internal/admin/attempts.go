@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -34,6 +35,19 @@ type attemptRequest struct {
 	// Listeners asks for an HTTP and a SOCKS5 listener of the attempt's
 	// own, for clients that send no proxy credentials.
 	Listeners bool `json:"listeners"`
+	// Secrets names the secrets kept outside the sandbox whose
+	// placeholders the attempt's child gets (in env).
+	Secrets []string `json:"secrets"`
+}
+
+// AttemptSecrets hands attempts placeholders for the secrets regate holds
+// (README, "Keeping secrets out of the sandbox").
+type AttemptSecrets interface {
+	// Grant gives attempt id placeholders of its own for the named
+	// secrets and returns the variables that carry them.
+	Grant(id string, names []string) (map[string]string, error)
+	// Revoke makes id's placeholders worthless.
+	Revoke(id string)
 }
 
 // ttl is a duration given as a Go duration string ("30m") or seconds.
@@ -70,11 +84,14 @@ type attemptView struct {
 	// Listeners are the attempt's own listeners, by kind ("http",
 	// "socks5"); absent when it has none.
 	Listeners map[string]string `json:"listeners,omitempty"`
-	Env       map[string]string `json:"env,omitempty"`
+	// Secrets are the names of the secrets the attempt holds
+	// placeholders for; absent when none.
+	Secrets []string          `json:"secrets,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
 }
 
 func viewOf(a attempt.Attempt) attemptView {
-	v := attemptView{ID: a.ID, Labels: a.Labels, Allow: a.Allow, Deny: a.Deny, Created: a.Created}
+	v := attemptView{ID: a.ID, Labels: a.Labels, Allow: a.Allow, Deny: a.Deny, Created: a.Created, Secrets: a.Secrets}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}
 	}
@@ -105,6 +122,9 @@ func (s *Server) createAttempt(w http.ResponseWriter, r *http.Request) {
 	if err == nil && req.Listeners && s.cfg.AttemptListeners == nil {
 		err = errors.New("listeners: this regate opens no listeners for attempts")
 	}
+	if err == nil && len(a.Secrets) > 0 && s.cfg.Secrets == nil {
+		err = errors.New("secrets: this regate holds no secrets (configure secrets: entries, or --secret)")
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, types.CodeInvalidParameter, "%v", err)
 		return
@@ -133,10 +153,20 @@ func (s *Server) createAttempt(w http.ResponseWriter, r *http.Request) {
 		}
 		proxies = own
 	}
+	var placeholders map[string]string
+	if len(a.Secrets) > 0 {
+		if placeholders, err = s.cfg.Secrets.Grant(a.ID, a.Secrets); err != nil {
+			s.cfg.Attempts.Remove(a.ID) // nothing half-applied
+			s.release(a.ID)
+			writeError(w, http.StatusBadRequest, types.CodeInvalidParameter, "%v", err)
+			return
+		}
+	}
 	v := viewOf(a)
 	v.Token = a.Token
 	v.Listeners = listenerNames(s.attemptListeners(a.ID))
-	v.Env = envMap(childenv.Env(proxies, a.ID, a.Token, s.cfg.Self))
+	v.Env = envMap(childenv.Merge(childenv.Env(proxies, a.ID, a.Token, s.cfg.Self), s.cfg.ChildTrust))
+	maps.Copy(v.Env, placeholders)
 	w.Header().Set("Location", "/v1/attempts/"+a.ID)
 	writeJSON(w, http.StatusCreated, result{v})
 }
@@ -164,10 +194,20 @@ func (req *attemptRequest) attempt(now time.Time) (attempt.Attempt, error) {
 	if req.TTL < 0 {
 		errs = append(errs, errors.New("ttl: must not be negative"))
 	}
+	if len(req.Secrets) > maxLabels {
+		errs = append(errs, fmt.Errorf("secrets: more than %d", maxLabels))
+	}
+	for _, n := range req.Secrets {
+		if n == "" || len(n) > maxLabelLen {
+			errs = append(errs, fmt.Errorf("secrets: %q: names must be 1-%d bytes", n, maxLabelLen))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return attempt.Attempt{}, err
 	}
-	a := attempt.Attempt{ID: req.ID, Token: attempt.NewToken(), Labels: req.Labels, Allow: req.Allow, Deny: req.Deny, Created: now}
+	slices.Sort(req.Secrets)
+	a := attempt.Attempt{ID: req.ID, Token: attempt.NewToken(), Labels: req.Labels, Allow: req.Allow, Deny: req.Deny,
+		Secrets: slices.Compact(req.Secrets), Created: now}
 	if req.TTL > 0 {
 		a.Expires = now.Add(time.Duration(req.TTL))
 	}
@@ -242,7 +282,7 @@ func (s *Server) deleteAttempt(w http.ResponseWriter, r *http.Request) {
 	}
 	s.attemptsMu.Lock()
 	removed := s.cfg.Attempts.Remove(id)
-	s.closeListeners(id)
+	s.release(id)
 	s.attemptsMu.Unlock()
 	if !removed {
 		writeError(w, http.StatusNotFound, types.CodeResourceNotFound, "attempt %q is not registered", id)
@@ -259,9 +299,13 @@ func (s *Server) attemptListeners(id string) []childenv.Listener {
 	return s.cfg.AttemptListeners.Listeners(id)
 }
 
-// closeListeners closes the listeners of attempt id, if any.
-func (s *Server) closeListeners(id string) {
+// release frees what attempt id held besides its registration: its own
+// listeners close, its placeholders become worthless.
+func (s *Server) release(id string) {
 	if s.cfg.AttemptListeners != nil {
 		s.cfg.AttemptListeners.Close(id)
+	}
+	if s.cfg.Secrets != nil {
+		s.cfg.Secrets.Revoke(id)
 	}
 }

@@ -112,6 +112,8 @@ func TestAttemptValidation(t *testing.T) {
 		{"two values", `{} {}`, `unexpected data`},
 		{"not JSON", `id=x`, `decoding`},
 		{"empty body", ``, `empty body`},
+		{"secrets where none is held", `{"secrets": ["github"]}`, `holds no secrets`},
+		{"empty secret name", `{"secrets": [""]}`, `names must be`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -62,6 +62,13 @@ type Config struct {
 	// AttemptListeners opens the listeners of attempts registered with
 	// "listeners": true; nil refuses such attempts.
 	AttemptListeners AttemptListeners
+	// Secrets grants attempts that ask for secrets ("secrets": [NAME…])
+	// placeholders of their own; nil refuses such attempts.
+	Secrets AttemptSecrets
+	// ChildTrust are the variables that make an attempt's child trust the
+	// HTTPS inspection CA (NAME=VALUE), added to the env of each new
+	// attempt; nil when inspection is off.
+	ChildTrust []string
 	// Self is the regate binary, for GIT_SSH_COMMAND in attempts' env.
 	Self string
 	// Token is required as `Authorization: Bearer <token>` on every request
@@ -240,7 +247,7 @@ func (s *Server) sweepAttempts() {
 			s.attemptsMu.Lock()
 			gone := s.cfg.Attempts.Sweep(now)
 			for _, id := range gone {
-				s.closeListeners(id)
+				s.release(id)
 			}
 			s.attemptsMu.Unlock()
 			if len(gone) > 0 {

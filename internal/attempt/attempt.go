@@ -27,11 +27,14 @@ var ErrDuplicate = errors.New("attempt already registered")
 // Attempt is one registered identity: the proxy-auth user name (ID), its
 // secret (Token), and what the policy sees about it.
 type Attempt struct {
-	ID      string
-	Token   string
-	Labels  map[string]string
-	Allow   []string
-	Deny    []string
+	ID     string
+	Token  string
+	Labels map[string]string
+	Allow  []string
+	Deny   []string
+	// Secrets are the names of the secrets kept outside the sandbox the
+	// attempt holds placeholders for.
+	Secrets []string
 	Created time.Time
 	Expires time.Time // zero: never
 }
@@ -47,6 +50,7 @@ func (a Attempt) clone() Attempt {
 	a.Labels = maps.Clone(a.Labels)
 	a.Allow = slices.Clone(a.Allow)
 	a.Deny = slices.Clone(a.Deny)
+	a.Secrets = slices.Clone(a.Secrets)
 	return a
 }
 

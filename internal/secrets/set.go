@@ -355,3 +355,8 @@ func (s *Set) Uses() []Use {
 	})
 	return out
 }
+
+// BoundTo reports whether the secret named name is bound to host on port.
+func (s *Set) BoundTo(name, host string, port int) bool {
+	return slices.ContainsFunc(s.For(host, port), func(sec *Secret) bool { return sec.Name == name })
+}

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 )
 
@@ -249,14 +250,13 @@ func TestSecretsReadmeExample(t *testing.T) {
 	}
 }
 
-// TestSecretsServeRefused: serve does not swap secrets yet, so a
-// configuration with secrets is refused rather than ignored; run refuses a
-// secret whose source is unset, naming it.
-func TestSecretsServeRefused(t *testing.T) {
+// TestSecretsUnsetRefused: serve and run refuse a secret whose source is
+// unset, naming it, rather than start without it.
+func TestSecretsUnsetRefused(t *testing.T) {
 	cfg := writeFile(t, t.TempDir(), "regate.yaml", "secrets:\n  - name: github\n")
-	res := regate(t, nil, "serve", "--config", cfg, "--http", "127.0.0.1:0", "--socks", "off", "--admin", "off")
+	res := regate(t, []string{"GH_TOKEN=", "GITHUB_TOKEN="}, "serve", "--config", cfg, "--http", "127.0.0.1:0", "--socks", "off", "--admin", "off")
 	wantCode(t, res, 1)
-	if !strings.Contains(res.stderr, "regate run only") {
+	if !strings.Contains(res.stderr, "secret github: none of GH_TOKEN, GITHUB_TOKEN is set") {
 		t.Errorf("stderr: %s", res.stderr)
 	}
 	res = regate(t, []string{"GH_TOKEN=", "GITHUB_TOKEN="}, "run", "--secret", "github", "--", "true")
@@ -319,5 +319,87 @@ echo "remote: $(git -C ` + clone + ` remote get-url origin)"`
 	}
 	if !regexp.MustCompile(`x-access-token:ghp_[A-Za-z0-9]{36}@`).Match(config) {
 		t.Errorf("the clone's remote holds no placeholder:\n%s", config)
+	}
+}
+
+// TestSecretsServe: serve holds the real token; an attempt registered with
+// "secrets": ["github"] gets a placeholder of its own and the variables
+// that make its child trust serve's inspection CA, and its requests to the
+// bound host carry the real token; another attempt sending the same
+// placeholder gets no swap (its tunnel is not even inspected); an unknown
+// secret refuses the attempt and registers nothing; a deleted attempt's
+// placeholder is worthless. The real token is in no log, decision, status
+// or metric.
+func TestSecretsServe(t *testing.T) {
+	need(t, "curl")
+	p, caFile := newEchoUpstream(t, "api.github.test")
+	logPath := filepath.Join(t.TempDir(), "decisions.jsonl")
+	d := startServeWith(t, func(c *exec.Cmd) { c.Env = append(c.Env, "GH_TOKEN="+realGitHubToken) },
+		"--secret", "github=GH_TOKEN@api.github.test", "--allow", "api.github.test", "--allow-cidr", "127.0.0.0/8",
+		"--resolve", "api.github.test:127.0.0.1", "--upstream-ca", caFile, "--decision-log", logPath, "--decision-timeout", "30s")
+	adm := newAdminClient(t, d.admin, "")
+	holder := createAttempt(t, adm, `{"id": "agent-1", "secrets": ["github"]}`)
+	plain := createAttempt(t, adm, `{"id": "agent-2"}`)
+	ph := holder.Result.Env["GH_TOKEN"]
+	if ph == "" || ph == realGitHubToken || len(ph) != len(realGitHubToken) || !strings.HasPrefix(ph, "ghp_") || holder.Result.Env["GITHUB_TOKEN"] != ph {
+		t.Fatalf("the attempt's env does not hold one placeholder shaped like the token: %v", holder.Result.Env)
+	}
+	if _, ok := plain.Result.Env["GH_TOKEN"]; ok {
+		t.Errorf("an attempt that asked for no secret got one: %v", plain.Result.Env)
+	}
+	bundle := holder.Result.Env["SSL_CERT_FILE"]
+	if bundle == "" || plain.Result.Env["SSL_CERT_FILE"] != bundle {
+		t.Fatalf("attempts are not told to trust serve's inspection CA: %v", holder.Result.Env)
+	}
+	if java := holder.Result.Env["JAVA_TOOL_OPTIONS"]; !strings.Contains(java, "-Dhttps.proxyHost=") || !strings.Contains(java, "-Djavax.net.ssl.trustStore=") {
+		t.Errorf("JAVA_TOOL_OPTIONS lacks the proxy or the trust store: %q", java)
+	}
+	curl := func(env map[string]string, extra ...string) string {
+		t.Helper()
+		args := append([]string{"-sS", "-x", env["HTTPS_PROXY"], "-H", "Authorization: Bearer " + ph}, extra...)
+		cmd := exec.Command("curl", append(args, "https://api.github.test:"+p+"/user")...)
+		cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+env["SSL_CERT_FILE"], "CURL_CA_BUNDLE="+env["SSL_CERT_FILE"])
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("curl: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if got := curl(holder.Result.Env); !strings.Contains(got, `auth="Bearer `+ph+`" path=/user query= real=auth`) {
+		t.Errorf("the holder's request did not carry the real token: %q", got)
+	}
+	// agent-2's tunnel is passthrough (it holds no secret): it trusts the
+	// upstream itself, which receives the placeholder only.
+	if got := curl(plain.Result.Env, "--cacert", caFile); !strings.Contains(got, `auth="Bearer `+ph+`" path=/user query= real=`+"\n") {
+		t.Errorf("another attempt's request with the holder's placeholder: %q", got)
+	}
+	if got := adm.want(t, "GET", "/v1/attempts/agent-1", "", http.StatusOK); !strings.Contains(got, `"secrets":["github"]`) {
+		t.Errorf("the attempt does not show its secrets: %s", got)
+	}
+	if code, body := adm.do(t, "POST", "/v1/attempts", `{"id": "agent-3", "secrets": ["gitlab"]}`); code != http.StatusBadRequest || !strings.Contains(body, `\"gitlab\" is not loaded (loaded: github)`) {
+		t.Errorf("unknown secret: %d %s", code, body)
+	}
+	adm.want(t, "GET", "/v1/attempts/agent-3", "", http.StatusNotFound)
+	adm.want(t, "DELETE", "/v1/attempts/agent-1", "", http.StatusNoContent)
+	if got := connectStatus(t, "-x", holder.Result.Env["HTTPS_PROXY"], "https://api.github.test:"+p+"/user"); got != "407" {
+		t.Errorf("a deleted attempt still tunnels: %q", got)
+	}
+	status := adm.want(t, "GET", "/v1/status", "", http.StatusOK)
+	metrics := adm.want(t, "GET", "/metrics", "", http.StatusOK)
+	if !strings.Contains(metrics, `regate_secret_swaps_total{secret="github"} 1`) {
+		t.Errorf("metrics lack the swap:\n%s", metrics)
+	}
+	code, logs := d.stop(t, syscall.SIGTERM)
+	if code != 0 {
+		t.Errorf("serve exited %d\n%s", code, logs)
+	}
+	decisions, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"serve's log": logs, "decision log": string(decisions), "status": status, "metrics": metrics} {
+		if strings.Contains(text, realGitHubToken) {
+			t.Errorf("the real token is in %s:\n%s", name, text)
+		}
 	}
 }
