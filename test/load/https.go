@@ -41,7 +41,7 @@ func (t target) dialTLS() (net.Conn, error) {
 // port.
 func (t target) tlsRequest(u *upstream, target string) []byte {
 	host := net.JoinHostPort(t.tls.config.ServerName, strconv.Itoa(u.httpsPort))
-	return []byte("GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: regate-load\r\nAccept: */*\r\n\r\n")
+	return []byte("GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: regate-load\r\nAccept: */*\r\n" + t.tls.header + "\r\n")
 }
 
 // httpsSetup is one new inspected (or tunnelled) request's latency: from

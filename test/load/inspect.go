@@ -71,7 +71,7 @@ func newInspectCerts(dir string) (*inspectCerts, error) {
 	if c.upstream, err = newCertAuthority("regate load upstream CA"); err != nil {
 		return nil, err
 	}
-	if c.upstreamLeaf, err = c.upstream.leaf(inspectName, tunnelName); err != nil {
+	if c.upstreamLeaf, err = c.upstream.leaf(inspectName, tunnelName, secretName); err != nil {
 		return nil, err
 	}
 	if c.upstreamFile, _, err = c.upstream.write(dir, "upstream-ca", false); err != nil {
@@ -120,11 +120,19 @@ func (e *env) addInspect(ctx context.Context, o options, dir string, rep *report
 	if len(o.binaries) > 0 {
 		name = o.binaries[0].name
 	}
-	b, err := startBinary(bin, name+"-inspect", dir, inspectPolicy(certs.upstreamFile, certs.caCert, certs.caKey))
+	secret, sock, err := secretPolicy(dir)
+	if err != nil {
+		return err
+	}
+	b, err := startBinary(bin, name+"-inspect", dir, append(inspectPolicy(certs.upstreamFile, certs.caCert, certs.caKey), secret...))
 	if err != nil {
 		return err
 	}
 	e.stops = append(e.stops, func(rep *report) { rep.DecisionLog[name+inspectSuffix] = b.stop() })
+	holder, err := certs.grantSecret(ctx, name, b.addr, sock, e.u)
+	if err != nil {
+		return err
+	}
 	r, err := startInProcessInspecting(ctx, dir, certs)
 	if err != nil {
 		return err
@@ -137,7 +145,7 @@ func (e *env) addInspect(ctx context.Context, o options, dir string, rep *report
 		}
 	})
 	rep.InspectBinary = bin
-	e.inspect = append(certs.regatePaths(name, b.addr, e.u), certs.regatePaths(targetRegate, r.addr, e.u)...)
+	e.inspect = append(append(certs.regatePaths(name, b.addr, e.u), holder), certs.regatePaths(targetRegate, r.addr, e.u)...)
 	return e.addMitmproxy(o, dir, certs.upstreamFile, rep, progress)
 }
 

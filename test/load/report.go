@@ -136,9 +136,12 @@ type row struct {
 	// mitmproxy.
 	VsTunnel    map[string]float64 `json:"vs_tunnel,omitempty"`
 	VsMitmproxy map[string]float64 `json:"vs_mitmproxy,omitempty"`
-	Goal        string             `json:"goal,omitempty"`
-	GoalMet     map[string]bool    `json:"goal_met,omitempty"`
-	goal        goal
+	// VsInspect is a secret-sending target against the same regate
+	// inspecting without one: what the swap adds.
+	VsInspect map[string]float64 `json:"vs_inspect,omitempty"`
+	Goal      string             `json:"goal,omitempty"`
+	GoalMet   map[string]bool    `json:"goal_met,omitempty"`
+	goal      goal
 }
 
 func newReport(o options) *report {
@@ -156,7 +159,7 @@ func newReport(o options) *report {
 func newRow(id, title, unit string, g goal) row {
 	return row{ID: id, Title: title, Unit: unit, Values: map[string]float64{}, Rounds: map[string][]float64{},
 		VsDirect: map[string]float64{}, VsSquid: map[string]float64{}, OverSquid: map[string]float64{}, VsRelay: map[string]float64{},
-		VsIsolateProxy: map[string]float64{}, VsTunnel: map[string]float64{}, VsMitmproxy: map[string]float64{}, Errors: map[string]int64{},
+		VsIsolateProxy: map[string]float64{}, VsTunnel: map[string]float64{}, VsMitmproxy: map[string]float64{}, VsInspect: map[string]float64{}, Errors: map[string]int64{},
 		FirstErrors: map[string]string{}, Reconnects: map[string]int64{}, GoalMet: map[string]bool{},
 		UpstreamConnsPerOp: map[string]float64{}, Goal: g.String(), goal: g}
 }
@@ -250,6 +253,11 @@ func (r *report) finish(w *row) {
 				w.VsMitmproxy[name] = v
 			}
 		}
+		if base, ok := inspectedOf(name); ok {
+			if v, ok := w.compare(name, base); ok {
+				w.VsInspect[name] = v
+			}
+		}
 		if met, ok := w.goal.met(w, name); ok {
 			w.GoalMet[name] = met
 		}
@@ -277,7 +285,7 @@ func (w *row) compare(name, base string) (float64, bool) {
 	}
 	v := w.Values[name]
 	switch {
-	case w.Latency && (base == targetDirect || strings.HasSuffix(base, tunnelSuffix)):
+	case w.Latency && (base == targetDirect || strings.HasSuffix(base, tunnelSuffix) || strings.HasSuffix(base, inspectSuffix)):
 		return round1(v - b), true
 	case w.Latency:
 		return round3(v / b), true

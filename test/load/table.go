@@ -262,6 +262,17 @@ func (r *report) writeInspectNotes(out io.Writer) {
 		fmt.Fprintf(out, "HTTPS rows: the same TLS upstream through regate (X = `%s serve`, regate = in-process), X%s a plain CONNECT tunnel to %s (the client's TLS ends at the upstream), X%s the same regate inspecting %s (it ends at regate, which verifies the upstream with --upstream-ca); HTTP/1.1 clients, a full TLS handshake per new connection; latency: X%s/tunnel is the time inspection adds\n",
 			r.InspectBinary, tunnelSuffix, tunnelName, inspectSuffix, inspectName, inspectSuffix)
 	}
+	for _, w := range r.Rows {
+		for name, v := range w.VsInspect {
+			base, _ := inspectedOf(name)
+			cmp := fmt.Sprintf("%s/%s = %.3f×", name, base, v)
+			if w.Latency {
+				cmp = fmt.Sprintf("%s adds %.0fµs to %s", name, v, base)
+			}
+			fmt.Fprintf(out, "secrets swap, %s: %s (an attempt holding a secret bound to %s sends its placeholder in Authorization; regate swaps it and scrubs the answer)\n",
+				w.Title, cmp, secretName)
+		}
+	}
 	if r.Mitmproxy != "" {
 		fmt.Fprintf(out, "mitmproxy %s (mitmdump, its own CA, the upstream's CA trusted): CONNECT to the upstream's address, %s in the client's TLS\n", r.Mitmproxy, inspectName)
 	} else if r.MitmproxySkipped != "" {

@@ -51,6 +51,7 @@ type target struct {
 type tlsPath struct {
 	authority string
 	config    *tls.Config
+	header    string // more header lines of every request ("Name: value\r\n")
 }
 
 func (t target) direct() bool { return t.proxyAddr == "" }
