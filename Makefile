@@ -25,7 +25,7 @@ opa-test:
 	./.opa-test.sh
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./engine/ ./proxy/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./engine/ ./proxy/ ./internal/secrets/
 	$(GO) run ./test/load $(LOADFLAGS)
 
 fuzz:

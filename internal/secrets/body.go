@@ -20,11 +20,14 @@ func (s *Set) ScrubBody(rc io.ReadCloser) io.ReadCloser {
 type scrubBody struct {
 	rc   io.ReadCloser
 	set  *Set
-	buf  []byte // read, scrubbed, not yet returned
+	buf  []byte // read, scrubbed, not yet returned (in back)
 	held int    // the tail of buf that could still begin a value
 	err  error
-	tmp  []byte
+	back []byte // buf's storage: one read plus what was held
 }
+
+// scrubRead is how much a scrubBody reads at once.
+const scrubRead = 32 << 10
 
 func (b *scrubBody) Read(p []byte) (int, error) {
 	for len(b.buf)-b.held == 0 {
@@ -35,15 +38,17 @@ func (b *scrubBody) Read(p []byte) (int, error) {
 			b.held = 0 // the end: nothing more can complete a value
 			break
 		}
-		if b.tmp == nil {
-			b.tmp = make([]byte, 32<<10)
+		if b.back == nil {
+			b.back = make([]byte, 0, scrubRead+maxValue*2)
 		}
-		n, err := b.rc.Read(b.tmp)
-		b.buf = append(b.buf, b.tmp[:n]...)
-		b.err = err
+		// Only the held bytes are left: they move to the front, and the
+		// read lands after them.
+		kept := copy(b.back[:cap(b.back)], b.buf)
+		n, err := b.rc.Read(b.back[kept : kept+scrubRead])
+		b.buf, b.err = b.back[:kept+n], err
 		for _, sec := range b.set.secrets {
 			for _, f := range sec.forms {
-				replaceSameLength(b.buf, f.value, f.placeholder)
+				replaceSameLength(b.buf, f.bytes, f.placeholder)
 			}
 		}
 		b.held = b.tail()
@@ -61,9 +66,12 @@ func (b *scrubBody) tail() int {
 	held := 0
 	for _, sec := range b.set.secrets {
 		for _, f := range sec.forms {
-			for k := min(len(f.value)-1, len(b.buf)); k > held; k-- {
-				if bytes.HasSuffix(b.buf, []byte(f.value[:k])) {
-					held = k
+			// A suffix of buf that begins a form starts with its first
+			// byte: only those places are tried.
+			from := max(len(b.buf)-len(f.value)+1, 0)
+			for i := from; i < len(b.buf)-held; i++ {
+				if b.buf[i] == f.value[0] && string(b.buf[i:]) == f.value[:len(b.buf)-i] {
+					held = len(b.buf) - i
 					break
 				}
 			}
@@ -73,9 +81,9 @@ func (b *scrubBody) tail() int {
 }
 
 // replaceSameLength replaces old by new (of the same length) in place.
-func replaceSameLength(buf []byte, old, new string) {
+func replaceSameLength(buf, old []byte, new string) {
 	for i := 0; ; {
-		j := bytes.Index(buf[i:], []byte(old))
+		j := bytes.Index(buf[i:], old)
 		if j < 0 {
 			return
 		}

@@ -3,6 +3,7 @@ package secrets
 import (
 	"encoding/base64"
 	"net/url"
+	"slices"
 )
 
 // form is one way a value can be written (raw, percent-encoded, inside
@@ -10,15 +11,18 @@ import (
 // the same form of its placeholder. Each pair has equal lengths: a
 // placeholder keeps its value's length and every non-alphanumeric
 // character, so a scrub keeps lengths too.
-type form struct{ value, placeholder string }
+type form struct {
+	value, placeholder string
+	bytes              []byte // value, for the body scrub
+}
 
 // forms lists the forms of sec's value a scrub replaces. Inside base64
 // only the characters that depend on the value alone are replaced; the
 // one character at each end that mixes in a neighbour's bits is left.
 func (sec *Secret) computeForms() {
 	add := func(v, p string) {
-		if v != "" && len(v) == len(p) && v != p {
-			sec.forms = append(sec.forms, form{v, p})
+		if v != "" && len(v) == len(p) && v != p && !slices.ContainsFunc(sec.forms, func(f form) bool { return f.value == v }) {
+			sec.forms = append(sec.forms, form{v, p, []byte(v)})
 		}
 	}
 	add(sec.value, sec.placeholder)
