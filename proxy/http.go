@@ -386,6 +386,11 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 		return answerHTTP(f.refusal(fw.err)).response(r), nil
 	}
 	if set := p.scrubberOf(f); set != nil {
+		if err := readableForScrub(resp, len(f.in.Secrets) > 0); err != nil {
+			_ = resp.Body.Close()
+			fw.err = err
+			return answerHTTP(f.refusal(err)).response(r), nil
+		}
 		set.Scrub(resp.Header)
 		resp.Body = set.ScrubBody(resp.Body)
 	}

@@ -1,10 +1,17 @@
 package proxy
 
 import (
+	"bufio"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/regate/regate/engine"
 	"github.com/regate/regate/internal/secrets"
@@ -114,6 +121,83 @@ func (p *Proxy) offHost(f *flow, leaked []string) []string {
 		}
 	}
 	return out
+}
+
+// readableForScrub makes the body of an answer from a host a secret is
+// bound to readable by the scrub: a gzip, deflate or zstd body is decoded
+// on the way (the client gets it as identity: Content-Encoding and
+// Content-Length go). An encoding regate cannot decode is an error when
+// the request carried a secret (it was sent without Accept-Encoding, so
+// the server chose one anyway: fail closed), else passed as it is.
+func readableForScrub(resp *http.Response, carried bool) error {
+	enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
+	var open func(io.Reader) (io.ReadCloser, error)
+	switch enc {
+	case "", "identity":
+		return nil
+	case "gzip", "x-gzip":
+		open = func(r io.Reader) (io.ReadCloser, error) { return gzip.NewReader(r) }
+	case "deflate":
+		open = openDeflate
+	case "zstd":
+		open = func(r io.Reader) (io.ReadCloser, error) {
+			d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+			if err != nil {
+				return nil, err
+			}
+			return d.IOReadCloser(), nil
+		}
+	default:
+		if carried {
+			return fmt.Errorf("the answer of a request that carried a secret is %q-encoded, which regate cannot decode to scrub", enc)
+		}
+		return nil
+	}
+	resp.Body = &decodedBody{raw: resp.Body, open: open}
+	resp.Header.Del("Content-Encoding")
+	resp.Header.Del("Content-Length")
+	resp.ContentLength = -1
+	resp.Uncompressed = true
+	return nil
+}
+
+// openDeflate reads HTTP's deflate: zlib-wrapped as the RFC says, or raw
+// as some servers send it.
+func openDeflate(r io.Reader) (io.ReadCloser, error) {
+	br := bufio.NewReader(r)
+	head, err := br.Peek(2)
+	if err == nil && (uint16(head[0])<<8|uint16(head[1]))%31 == 0 && head[0]&0x0f == 8 {
+		return zlib.NewReader(br)
+	}
+	return flate.NewReader(br), nil
+}
+
+// decodedBody decodes a body as it is read; the decoder is opened at the
+// first read, so that the answer's head is not held for its first bytes.
+type decodedBody struct {
+	raw  io.ReadCloser
+	open func(io.Reader) (io.ReadCloser, error)
+	dec  io.ReadCloser
+	err  error
+}
+
+func (b *decodedBody) Read(p []byte) (int, error) {
+	if b.dec == nil && b.err == nil {
+		if b.dec, b.err = b.open(b.raw); b.err != nil {
+			b.err = fmt.Errorf("decoding the answer to scrub it: %w", b.err)
+		}
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	return b.dec.Read(p)
+}
+
+func (b *decodedBody) Close() error {
+	if b.dec != nil {
+		_ = b.dec.Close()
+	}
+	return b.raw.Close()
 }
 
 // scrubbedError is an upstream error whose text had a real value in it.

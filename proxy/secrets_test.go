@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -13,6 +16,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/regate/regate/engine"
 	"github.com/regate/regate/internal/secrets"
@@ -43,6 +48,12 @@ func TestSecretSwap(t *testing.T) {
 		got := fmt.Sprintf("auth=%s path=%s query=%s", r.Header.Get("Authorization"), r.URL.EscapedPath(), r.URL.RawQuery)
 		received <- got + " encoding=" + r.Header.Get("Accept-Encoding")
 		w.Header().Set("X-Echo", r.Header.Get("Authorization"))
+		// A server that encodes its answer although not asked to.
+		if enc := r.URL.Query().Get("enc"); enc != "" {
+			w.Header().Set("Content-Encoding", enc)
+			w.Write(encode(t, enc, got))
+			return
+		}
 		fmt.Fprint(w, got)
 	}))
 	up.EnableHTTP2 = true
@@ -130,6 +141,21 @@ func TestSecretSwap(t *testing.T) {
 	if code != http.StatusForbidden || !strings.Contains(body, "the real value of secret gh, which is not for other.test") || strings.Contains(body, testSecretValue) {
 		t.Errorf("real value elsewhere: %d %q", code, body)
 	}
+	// An answer encoded anyway is decoded and scrubbed; one regate cannot
+	// decode is refused.
+	for _, enc := range []string{"gzip", "deflate", "zstd", "br"} {
+		code, body, hdr := get(false, base+"/e?enc="+enc, "Authorization", "Bearer "+ph)
+		<-received
+		if enc == "br" {
+			if code != http.StatusBadGateway || !strings.Contains(body, `"br"-encoded, which regate cannot decode`) {
+				t.Errorf("br: %d %q", code, body)
+			}
+			continue
+		}
+		if want := "auth=Bearer " + ph + " path=/e query=enc=" + enc; code != 200 || body != want || hdr.Get("Content-Encoding") != "" {
+			t.Errorf("%s: %d %q (Content-Encoding %q), want %q decoded", enc, code, body, hdr.Get("Content-Encoding"), want)
+		}
+	}
 	// Nor to the host of another secret.
 	code, body, _ = get(false, base[:len("https://")]+"bound.test:"+port+"/x", "Authorization", "Bearer "+testSecretValue)
 	if code != http.StatusForbidden || !strings.Contains(body, "the real value of secret gh, which is not for bound.test") {
@@ -162,13 +188,36 @@ func TestSecretSwap(t *testing.T) {
 			}
 		}
 	}
-	if n := testutil.ToFloat64(h.p.m.secretSwaps.WithLabelValues("gh")); n != 2 {
-		t.Errorf("regate_secret_swaps_total{secret=\"gh\"} = %v, want 2 (the two swapped requests)", n)
+	if n := testutil.ToFloat64(h.p.m.secretSwaps.WithLabelValues("gh")); n != 6 {
+		t.Errorf("regate_secret_swaps_total{secret=\"gh\"} = %v, want 6 (the two swapped requests and the four encoded answers)", n)
 	}
-	if seen != 5 {
+	if seen != 9 {
 		t.Errorf("%d inner requests decided, want 5", seen)
 	}
-	if uses := set.Uses(); len(uses) != 1 || uses[0].Count != 2 || uses[0].Host != "allowed.test" {
+	if uses := set.Uses(); len(uses) != 1 || uses[0].Count != 6 || uses[0].Host != "allowed.test" {
 		t.Errorf("uses %+v", uses)
 	}
+}
+
+// encode is text encoded as enc ("br": not really, regate cannot tell).
+func encode(t *testing.T, enc, text string) []byte {
+	var b bytes.Buffer
+	var w io.WriteCloser
+	switch enc {
+	case "gzip":
+		w = gzip.NewWriter(&b)
+	case "deflate":
+		w = zlib.NewWriter(&b)
+	case "zstd":
+		zw, err := zstd.NewWriter(&b)
+		if err != nil {
+			t.Error(err)
+		}
+		w = zw
+	default:
+		return []byte(text)
+	}
+	_, _ = io.WriteString(w, text)
+	_ = w.Close()
+	return b.Bytes()
 }
