@@ -40,6 +40,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzSwap -fuzztime $(FUZZTIME) ./internal/secrets/
 	$(GO) test -run '^$$' -fuzz FuzzAnswer -fuzztime $(FUZZTIME) ./internal/isolate/fakedns/
 	$(GO) test -run '^$$' -fuzz FuzzLeaf -fuzztime $(FUZZTIME) ./internal/tlsca/
+	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME) ./internal/declogread/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
