@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/regate/regate/engine"
 	"github.com/regate/regate/internal/enginetest"
@@ -23,7 +24,7 @@ func engineLog(t *testing.T, ins ...engine.Input) []byte {
 	var buf syncBuffer
 	e := enginetest.Start(t, engine.Config{
 		Default: policies.FS, Allow: []string{"allowed.test"}, DecisionLog: &buf,
-		Logger: slog.New(slog.DiscardHandler),
+		Logger: slog.New(slog.DiscardHandler), DecisionTimeout: 10 * time.Second,
 	})
 	for _, in := range ins {
 		if _, err := e.Decide(t.Context(), in); err != nil {
