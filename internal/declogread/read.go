@@ -96,12 +96,7 @@ func (rd *reader) lines(data []byte) {
 		if len(line) == 0 {
 			continue
 		}
-		src := rd.name + ":" + strconv.Itoa(n)
-		if !json.Valid(line) {
-			rd.problem(src, errors.New("not a JSON value"))
-			continue
-		}
-		rd.value(line, src)
+		rd.value(line, rd.name+":"+strconv.Itoa(n))
 	}
 }
 
@@ -138,8 +133,8 @@ func lineAt(data []byte, offset int64) int {
 	return 1 + bytes.Count(data[:offset], []byte("\n"))
 }
 
-// value reads one valid JSON value: an array of events, an admin answer or
-// an event.
+// value reads one JSON value: an array of events, an admin answer or an
+// event.
 func (rd *reader) value(raw []byte, src string) {
 	switch bytes.TrimSpace(raw)[0] {
 	case '[':
@@ -150,24 +145,7 @@ func (rd *reader) value(raw []byte, src string) {
 		}
 		rd.batch(elems, src)
 	case '{':
-		var answer struct {
-			Result     json.RawMessage `json:"result"`
-			DecisionID json.RawMessage `json:"decision_id"`
-		}
-		if err := json.Unmarshal(raw, &answer); err != nil {
-			rd.problem(src, err)
-			return
-		}
-		if answer.DecisionID == nil && bytes.HasPrefix(bytes.TrimSpace(answer.Result), []byte("[")) {
-			var elems []json.RawMessage
-			if err := json.Unmarshal(answer.Result, &elems); err != nil {
-				rd.problem(src, err)
-				return
-			}
-			rd.batch(elems, src)
-			return
-		}
-		rd.event(raw, src)
+		rd.event(raw, src, true)
 	default:
 		rd.problem(src, errors.New("not a decision-log event (want a JSON object or array)"))
 	}
@@ -175,7 +153,7 @@ func (rd *reader) value(raw []byte, src string) {
 
 func (rd *reader) batch(elems []json.RawMessage, src string) {
 	for i, e := range elems {
-		rd.event(e, src+"["+strconv.Itoa(i)+"]")
+		rd.event(e, src+"["+strconv.Itoa(i)+"]", false)
 	}
 }
 
@@ -191,13 +169,18 @@ type wireEvent struct {
 	Masked     []string          `json:"masked"`
 }
 
-func (rd *reader) event(raw []byte, src string) {
+// event reads one event, or (answer) the admin API's {"result": [events]}.
+func (rd *reader) event(raw []byte, src string, answer bool) {
 	var w wireEvent
 	if err := json.Unmarshal(raw, &w); err != nil {
 		rd.problem(src, fmt.Errorf("not a decision-log event: %w", err))
 		return
 	}
 	if w.DecisionID == nil || *w.DecisionID == "" {
+		if answer && bytes.HasPrefix(bytes.TrimSpace(w.Result), []byte("[")) {
+			rd.value(w.Result, src)
+			return
+		}
 		rd.problem(src, errors.New("not a decision-log event: no decision_id"))
 		return
 	}
