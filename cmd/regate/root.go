@@ -59,6 +59,8 @@ decision-log format.`,
 		a.checkCommand(),
 		a.versionCommand(),
 		a.connectCommand(),
+		a.suggestCommand(),
+		a.replayCommand(),
 	)
 	return root
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	regofmt "github.com/open-policy-agent/opa/v1/format"
 )
 
 // Formats Write renders.
@@ -43,6 +45,11 @@ func Write(w io.Writer, res Result, format string) error {
 		b.WriteByte('\n')
 	case FormatRego:
 		writeRego(&b, res)
+		src, err := regofmt.Source("suggested.rego", b.Bytes())
+		if err != nil {
+			return fmt.Errorf("formatting suggestion: %w", err)
+		}
+		b = *bytes.NewBuffer(src)
 	default:
 		return fmt.Errorf("format %q: want one of %s", format, strings.Join(Formats, ", "))
 	}
@@ -65,15 +72,14 @@ func writeYAML(b *bytes.Buffer, res Result) {
 
 func writeRego(b *bytes.Buffer, res Result) {
 	header(b, res, "#")
-	b.WriteString("package regate\n\n")
+	// Object form, as regate writes data.regate.allow: a set would not
+	// type-check against the pattern library's probe for a list.
+	b.WriteString("package regate\n")
 	if len(res.Allow) == 0 {
-		b.WriteString("allow := set()\n")
+		b.WriteString("\n# Nothing to allow.\n")
 	}
-	for i, s := range res.Allow {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		fmt.Fprintf(b, "# %s\nallow contains %s\n", comment(&s), strconv.Quote(s.Pattern))
+	for _, s := range res.Allow {
+		fmt.Fprintf(b, "\n# %s\nallow[%s] := true\n", comment(&s), strconv.Quote(s.Pattern))
 	}
 	kept(b, res, "#")
 }

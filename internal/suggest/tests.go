@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	regofmt "github.com/open-policy-agent/opa/v1/format"
+
 	"github.com/regate/regate/engine"
 )
 
@@ -61,7 +63,11 @@ import data.regate.network
 		fmt.Fprintf(&b, "\n# %s, kept denied\n%s if {\n\td := network.decision with input as %s%s\n\td.allow == false\n}\n",
 			clean(d.String()), testName("denied", d.Target, names), in, with)
 	}
-	_, err := w.Write(b.Bytes())
+	src, err := regofmt.Source("suggested_test.rego", b.Bytes())
+	if err != nil {
+		return fmt.Errorf("formatting tests: %w", err)
+	}
+	_, err = w.Write(src)
 	return err
 }
 
