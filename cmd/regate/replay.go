@@ -13,6 +13,10 @@ import (
 	"github.com/regate/regate/internal/replay"
 )
 
+// replayDecisionTimeout bounds one replayed evaluation unless
+// --decision-timeout or the configuration says otherwise.
+const replayDecisionTimeout = 10 * time.Second
+
 // exitReplayChanged is `regate replay`'s status when decisions change.
 const exitReplayChanged = 3
 
@@ -34,7 +38,8 @@ Events whose input was erased or masked by a decision-log mask policy, or
 whose credential headers were redacted, are counted as not replayable,
 never guessed at. The proxy's own denies (SSRF guard, TLS check, limits)
 and REST API queries are not the policy's decisions and are skipped.
-Nothing is written to a decision log, and nothing is uploaded.
+Nothing is written to a decision log, and nothing is uploaded. One
+evaluation may take 10 s unless --decision-timeout says otherwise.
 
 Exit status: 0 nothing changed, 3 a change --fail-on names (deny: allow→deny,
 allow: deny→allow, any), 1 error. A policy repository's CI can gate on it.
@@ -78,6 +83,11 @@ func (a *app) replay(cmd *cobra.Command, sources []string) error {
 	// Replayed decisions are not decisions: they go to no log, and the
 	// engine runs offline (no decision-log upload, no status reports).
 	cfg.DecisionLog = ""
+	if cfg.DecisionTimeout == 0 {
+		// Off a connection's path, a busy machine must not turn an
+		// evaluation into a timeout's deny and so into a change.
+		cfg.DecisionTimeout = replayDecisionTimeout
+	}
 	ctx := cmd.Context()
 	e, err := a.startEngine(ctx, cfg, newLogger(cfg, a.stderr), prometheus.NewRegistry(), false, true)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strconv"
 	"time"
 
@@ -45,10 +46,14 @@ func Read(r io.Reader, name string) ([]Event, []Problem, error) {
 		defer zr.Close()
 		br = bufio.NewReader(zr)
 	}
-	data, err := io.ReadAll(io.LimitReader(br, MaxBytes+1))
-	if err != nil {
+	var buf bytes.Buffer
+	if n := sizeHint(r); n > 0 && n < MaxBytes {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(br, MaxBytes+1)); err != nil {
 		return nil, nil, fmt.Errorf("reading %s: %w", name, err)
 	}
+	data := buf.Bytes()
 	if len(data) > MaxBytes {
 		return nil, nil, fmt.Errorf("reading %s: more than %d bytes", name, MaxBytes)
 	}
@@ -62,6 +67,20 @@ func Read(r io.Reader, name string) ([]Event, []Problem, error) {
 		rd.lines(data)
 	}
 	return rd.events, rd.problems, nil
+}
+
+// sizeHint is how many bytes r holds, when it can tell (a file, a
+// buffer), so that the whole of it is read into one allocation.
+func sizeHint(r io.Reader) int64 {
+	switch v := r.(type) {
+	case interface{ Stat() (fs.FileInfo, error) }:
+		if fi, err := v.Stat(); err == nil && fi.Mode().IsRegular() {
+			return fi.Size()
+		}
+	case interface{ Len() int }:
+		return int64(v.Len())
+	}
+	return 0
 }
 
 // prettyObject reports whether data's first non-blank line opens a JSON

@@ -81,8 +81,11 @@ func testInput(d *Dest) (string, error) {
 		}
 		return compact.String(), nil
 	}
-	b, err := json.Marshal(engine.Input{Host: d.Host, Port: d.Port, Scheme: engine.SchemeHTTPS, Method: engine.MethodConnect,
-		HostIsIP: d.HostIsIP, Attempt: &engine.Attempt{Labels: map[string]string{}, Allow: []string{}, Deny: []string{}}})
+	b, err := json.Marshal(map[string]any{
+		"host": d.Host, "port": d.Port, "scheme": engine.SchemeHTTPS, "method": engine.MethodConnect,
+		"attempt_id": "", "host_is_ip": d.HostIsIP,
+		"attempt": map[string]any{"labels": map[string]string{}, "allow": []string{}, "deny": []string{}},
+	})
 	if err != nil {
 		return "", fmt.Errorf("input of %s: %w", d, err)
 	}
