@@ -102,9 +102,10 @@ func TestSuggestThenRun(t *testing.T) {
 	}
 }
 
-// TestSuggestRegoKeepsDenied: the Rego format with --keep-denied, and its
-// tests, pass the genuine opa test; the kept host is not covered.
-func TestSuggestRegoKeepsDenied(t *testing.T) {
+// TestSuggestKeepsDenied: the Rego module and the JSON data document,
+// with --keep-denied, and their tests pass the genuine opa test; the kept
+// host is not covered.
+func TestSuggestKeepsDenied(t *testing.T) {
 	dir := t.TempDir()
 	var lines []string
 	for i, h := range []string{"x.a.test", "y.a.test", "z.a.test", "w.a.test"} {
@@ -112,16 +113,22 @@ func TestSuggestRegoKeepsDenied(t *testing.T) {
 			`","port":443,"scheme":"https","method":"CONNECT","attempt_id":"","host_is_ip":false,"attempt":{"labels":{},"allow":[],"deny":[]}},"result":{"allow":false,"rule":"default"}}`)
 	}
 	logPath := writeFile(t, dir, "d.jsonl", strings.Join(lines, "\n")+"\n")
-	testFile := filepath.Join(dir, "suggested_test.rego")
-	res := regate(t, nil, "suggest", "--format", "rego", "--keep-denied", "w.a.test", "--test", testFile, logPath)
-	wantCode(t, res, 0)
-	if strings.Contains(res.stdout, "*.a.test") || !strings.Contains(res.stdout, `allow["x.a.test"] := true`) {
-		t.Errorf("suggestion:\n%s", res.stdout)
-	}
-	module := writeFile(t, dir, "allow.rego", res.stdout)
-	out, err := exec.Command(genuineOPA(t), "test", "-v", "--fail-on-empty", "-r", "suggested_test", policiesDir, module, testFile).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "test_denied_w_a_test_443: PASS") {
-		t.Errorf("opa test: %v\n%s", err, out)
+	for format, file := range map[string]string{"rego": "allow.rego", "json": "data.json"} {
+		out := filepath.Join(dir, format)
+		testFile := filepath.Join(out, "suggested_test.rego")
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		res := regate(t, nil, "suggest", "--format", format, "--keep-denied", "w.a.test", "--test", testFile, logPath)
+		wantCode(t, res, 0)
+		if strings.Contains(res.stdout, "*.a.test") || !strings.Contains(res.stdout, `"x.a.test"`) {
+			t.Errorf("%s suggestion:\n%s", format, res.stdout)
+		}
+		writeFile(t, out, file, res.stdout)
+		cmd := exec.Command(genuineOPA(t), "test", "-v", "--fail-on-empty", "-r", "suggested_test", policiesDir, out)
+		if b, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(b), "test_denied_w_a_test_443: PASS") {
+			t.Errorf("opa test of the %s suggestion: %v\n%s", format, err, b)
+		}
 	}
 }
 
