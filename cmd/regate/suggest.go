@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -69,6 +70,9 @@ func (a *app) suggest(cmd *cobra.Command, sources []string) error {
 	if err != nil {
 		return err
 	}
+	if len(events) == 0 {
+		return errNoEvents
+	}
 	obs, skipped := observations(events)
 	res, err := suggest.Suggest(obs, opts)
 	if err != nil {
@@ -91,9 +95,6 @@ func (a *app) suggest(cmd *cobra.Command, sources []string) error {
 		return fmt.Errorf("writing suggestion: %w", err)
 	}
 	a.suggestSummary(len(events), obs, res, skipped)
-	if len(events) == 0 {
-		return errNoEvents
-	}
 	return nil
 }
 
@@ -131,7 +132,10 @@ func observations(events []declogread.Event) ([]suggest.Observation, map[string]
 	for i := range events {
 		ev := &events[i]
 		switch {
-		case !ev.Connection(), ev.Result.PolicyAllowed():
+		case !ev.Connection():
+			skipped["not connection decisions (path "+strconv.Quote(ev.Path)+")"]++
+			continue
+		case ev.Result.PolicyAllowed():
 			continue
 		case ev.ProxyOwn():
 			skipped["the proxy's own denies"]++
