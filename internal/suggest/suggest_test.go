@@ -3,6 +3,7 @@ package suggest
 import (
 	"bytes"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -79,9 +80,50 @@ func TestSuggest(t *testing.T) {
 			if strings.Join(got, " ") != tc.want {
 				t.Errorf("patterns %q, want %q", got, tc.want)
 			}
-			decides(t, res, tc.obs)
+			covers(t, res, tc.obs)
 		})
 	}
+}
+
+// covers checks that the suggestion matches every observation and no kept
+// destination, as the engine matches patterns (engine.Candidates, which a
+// differential test keeps equal to the policy library's).
+func covers(t *testing.T, res Result, obs []Observation) {
+	t.Helper()
+	match := func(tg Target) string {
+		cands := engine.Candidates(tg.Host, tg.Port)
+		for _, s := range res.Allow {
+			if slices.Contains(cands, s.Pattern) {
+				return s.Pattern
+			}
+		}
+		return ""
+	}
+	kept := map[Target]bool{}
+	for _, k := range res.Kept {
+		kept[k.Target] = true
+		if p := match(k.Target); p != "" {
+			t.Errorf("kept %s is covered by %s", k, p)
+		}
+	}
+	for _, o := range obs {
+		if !kept[o.Target] && match(o.Target) == "" {
+			t.Errorf("%s is not covered", o.Target)
+		}
+	}
+}
+
+// TestSuggestDecidesWithTheDefaultPolicy: the real engine, with the
+// default policy and the suggestion as its allow list, allows every
+// observation and denies the kept destinations.
+func TestSuggestDecidesWithTheDefaultPolicy(t *testing.T) {
+	o := obs("x.a.test", "y.a.test", "p.q.z.a.test", "a.test:8080", "a.co.uk", "b.co.uk", "c.co.uk",
+		"10.0.0.1", "10.0.0.2", "10.0.0.3", "[2001:db8::1]:8080", "kept.b.test:8443", "other.b.test")
+	res, err := Suggest(o, Options{Prefix4: 24, KeepDenied: keep("kept.b.test:8443", "w.a.test:22")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decides(t, res, o)
 }
 
 // decides checks with the real engine and the default policy that the
