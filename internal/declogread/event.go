@@ -89,7 +89,18 @@ func (ev *Event) Dest() (Dest, error) {
 	if ev.Input == nil {
 		return Dest{}, errors.New("event has no input")
 	}
-	var in engine.Input
+	// Only the fields that name the destination: a field of another shape
+	// elsewhere in the input does not hide where the connection went.
+	var in struct {
+		Host      string `json:"host"`
+		Port      int    `json:"port"`
+		Scheme    string `json:"scheme"`
+		Method    string `json:"method"`
+		AttemptID string `json:"attempt_id"`
+		Attempt   struct {
+			Labels map[string]string `json:"labels"`
+		} `json:"attempt"`
+	}
 	if err := json.Unmarshal(ev.Input, &in); err != nil {
 		return Dest{}, fmt.Errorf("reading input: %w", err)
 	}
@@ -100,11 +111,8 @@ func (ev *Event) Dest() (Dest, error) {
 	if in.Port < 1 || in.Port > 65535 {
 		return Dest{}, fmt.Errorf("input port %d is not 1-65535", in.Port)
 	}
-	d := Dest{Host: host, Port: in.Port, HostIsIP: isIP, Scheme: in.Scheme, Method: in.Method, AttemptID: in.AttemptID}
-	if in.Attempt != nil {
-		d.Labels = in.Attempt.Labels
-	}
-	return d, nil
+	return Dest{Host: host, Port: in.Port, HostIsIP: isIP, Scheme: in.Scheme, Method: in.Method,
+		AttemptID: in.AttemptID, Labels: in.Attempt.Labels}, nil
 }
 
 // ErrNotReplayable is wrapped by PolicyInput when the logged input is not

@@ -211,3 +211,21 @@ func (b *syncBuffer) Bytes() []byte {
 	defer b.mu.Unlock()
 	return bytes.Clone(b.buf.Bytes())
 }
+
+// TestDestIsLenient: where a connection went is read even when the rest of
+// the input has another shape (headers as lists, a field of the future).
+func TestDestIsLenient(t *testing.T) {
+	ev := Event{Input: json.RawMessage(`{"host":"A.Test.","port":8443,"headers":{"accept":["*/*"]},"future":{"x":1},"attempt":{"labels":{"job":"ci"}}}`)}
+	d, err := ev.Dest()
+	if err != nil || d.Host != "a.test" || d.Port != 8443 || d.Labels["job"] != "ci" {
+		t.Errorf("Dest = %+v, %v", d, err)
+	}
+	if _, err := ev.PolicyInput(); !errors.Is(err, ErrNotReplayable) {
+		t.Errorf("PolicyInput of another shape: %v, want not replayable", err)
+	}
+	for _, in := range []string{`{"port":443}`, `{"host":"a.test","port":0}`, `{"host":"a b","port":1}`, `[1]`} {
+		if _, err := (&Event{Input: json.RawMessage(in)}).Dest(); err == nil {
+			t.Errorf("Dest(%s) has no error", in)
+		}
+	}
+}
