@@ -152,6 +152,9 @@ func TestServeAuditPerAttempt(t *testing.T) {
 	if got := adm.want(t, "GET", "/v1/decisions?attempt_id=learn", "", 200); strings.Count(got, `"audit":true`) < 3 {
 		t.Errorf("learn's decisions (the request, the SOCKS5 tunnel and the request inside) are not all audited: %s", got)
 	}
+	if status := adm.want(t, "GET", "/v1/status", "", 200); !strings.Contains(status, `"audit":false`) {
+		t.Errorf("status of a serve not in audit mode: %s", status)
+	}
 	metrics := adm.want(t, "GET", "/metrics", "", 200)
 	for _, m := range []string{
 		`regate_decisions_total{reason_class="default",result="audit"} 3`,
