@@ -168,4 +168,7 @@ func (a *Attempt) appendKey(str func(byte, string)) {
 	for _, p := range a.Deny {
 		str('D', p)
 	}
+	if a.Audit {
+		str('W', "") // input.attempt.audit, which a policy may read
+	}
 }

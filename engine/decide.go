@@ -80,6 +80,11 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 		ndbc = builtins.NDBCache{}
 	}
 	d, raw, m, err := e.evaluate(ctx, &in, ndbc)
+	if err == nil && (e.cfg.Audit || in.Attempt.audits()) {
+		// After the cache, which holds what the policy said: audit
+		// mode changes what is enforced, never the policy's answer.
+		d, raw = relax(d, raw)
+	}
 	d.ID = uuid.NewString()
 	e.metrics.observe(d, time.Since(start))
 	info := &server.Info{

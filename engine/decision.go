@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/open-policy-agent/opa/v1/rego"
 )
@@ -53,7 +54,8 @@ func denied(reason string) Decision {
 }
 
 // fromResult turns a query result set into a decision, failing closed on any
-// shape other than an object with a boolean allow.
+// shape other than an object with a boolean allow. A deny the policy marks
+// audit: true is an audited allow (audited).
 func fromResult(rs rego.ResultSet) (Decision, any) {
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return denied(ReasonUndefined), nil
@@ -70,9 +72,6 @@ func fromResult(rs rego.ResultSet) (Decision, any) {
 	d := Decision{Allow: allow}
 	d.Reason, _ = obj["reason"].(string)
 	d.Rule, _ = obj["rule"].(string)
-	if audit, _ := obj["audit"].(bool); audit && !allow {
-		d.Allow, d.Audit = true, true
-	}
 	d.Inspect, _ = obj["inspect"].(bool)
 	d.Inspect = d.Inspect && d.Allow
 	if d.Reason == "" {
@@ -82,5 +81,37 @@ func fromResult(rs rego.ResultSet) (Decision, any) {
 			d.Reason = "denied by policy"
 		}
 	}
+	if audit, _ := obj["audit"].(bool); audit && !allow {
+		return audited(d, obj)
+	}
 	return d, raw
+}
+
+// relax is audit mode imposed from outside the policy (--audit, config
+// audit, an attempt registered with audit): the policy's own deny — an
+// object with allow false — becomes the same audited allow as a policy
+// that returned audit: true. Nothing else is relaxed: an allow stays as
+// it is, and a fail-closed deny (undefined, malformed, an error, a
+// timeout) has no policy deny to report, so it still denies.
+func relax(d Decision, raw any) (Decision, any) {
+	obj, ok := raw.(map[string]any)
+	if d.Allow || !ok {
+		return d, raw
+	}
+	if allow, ok := obj["allow"].(bool); !ok || allow {
+		return d, raw
+	}
+	return audited(d, obj)
+}
+
+// audited is the one shape of an audited decision, whichever way audit
+// came: enforced as an allow, with the policy's reason and rule, and
+// logged as the policy's result with allow and audit true (a "would
+// deny"). obj is copied, never changed: a cached result is shared.
+func audited(d Decision, obj map[string]any) (Decision, any) {
+	d.Allow, d.Audit = true, true
+	d.Inspect, _ = obj["inspect"].(bool)
+	out := maps.Clone(obj)
+	out["allow"], out["audit"] = true, true
+	return d, out
 }

@@ -22,6 +22,9 @@ type Event struct {
 	Scheme    string `json:"-"`
 	Method    string `json:"-"`
 	Reason    string `json:"-"`
+	// Client is the client connection's address (input.client.addr): the
+	// requests inside a tunnel share their tunnel's.
+	Client string `json:"-"`
 	// Query marks an evaluation through OPA's REST API (POST /v1/data/…),
 	// not a connection decision: nothing was allowed or denied.
 	Query bool `json:"-"`
@@ -91,6 +94,9 @@ func (p *pipeline) enqueue(info *server.Info, d *Decision, in Input) {
 		Allow: d.Allow, Audit: d.Audit, Reason: d.Reason,
 		AttemptID: in.AttemptID, Host: in.Host, Port: in.Port, Scheme: in.Scheme, Method: in.Method,
 	}}
+	if in.Client != nil {
+		it.ev.Client = in.Client.Addr
+	}
 	select {
 	case p.q <- it:
 	default:

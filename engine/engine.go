@@ -65,6 +65,11 @@ type Config struct {
 	// without non-deterministic built-ins, remembered until the next policy
 	// or data change).
 	DisableCache bool
+	// Audit is report-only mode for every decision: what the policy
+	// denies is allowed and marked audit, with the policy's reason and
+	// rule, exactly as if the policy had returned audit: true. Fail-closed
+	// denies stay denies. An attempt can ask for the same (Attempt.Audit).
+	Audit bool
 	// Watch enables fsnotify reload of local sources.
 	Watch bool
 	// Debounce is the quiet time after a file event before reloading.

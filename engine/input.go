@@ -63,12 +63,20 @@ type Input struct {
 	// by Candidates; it is not a field because callers cannot set it.
 }
 
-// Attempt is what was registered for an attempt: labels and its own lists.
+// Attempt is what was registered for an attempt: labels, its own lists,
+// and whether it runs in audit (report-only) mode.
 type Attempt struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	Allow  []string          `json:"allow,omitempty"`
 	Deny   []string          `json:"deny,omitempty"`
+	// Audit asks the engine to allow what the policy denies for this
+	// attempt, marked audit (Config.Audit, for one attempt). The policy
+	// sees it as input.attempt.audit, present only when true.
+	Audit bool `json:"audit,omitempty"`
 }
+
+// audits reports whether a is registered in audit mode; nil is not.
+func (a *Attempt) audits() bool { return a != nil && a.Audit }
 
 // TLS is present on the TLS re-check of a tunnel, and on the requests
 // inside an inspected one (Inspected).
@@ -171,11 +179,15 @@ func (a *Attempt) ast() ast.Value {
 		allow = stringTerms(a.Allow)
 		deny = stringTerms(a.Deny)
 	}
-	return ast.NewObject(
+	obj := ast.NewObject(
 		[2]*ast.Term{ast.StringTerm("labels"), ast.NewTerm(labels)},
 		[2]*ast.Term{ast.StringTerm("allow"), ast.ArrayTerm(allow...)},
 		[2]*ast.Term{ast.StringTerm("deny"), ast.ArrayTerm(deny...)},
 	)
+	if a.audits() {
+		obj.Insert(ast.StringTerm("audit"), ast.BooleanTerm(true))
+	}
+	return obj
 }
 
 func stringTerms(ss []string) []*ast.Term {
@@ -201,7 +213,7 @@ func (l logInput) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
 		*plain
 		Attempt attemptJSON `json:"attempt"`
-	}{(*plain)(&in), attemptJSON{Labels: nonNil(a.Labels), Allow: nonNilSlice(a.Allow), Deny: nonNilSlice(a.Deny)}})
+	}{(*plain)(&in), attemptJSON{Labels: nonNil(a.Labels), Allow: nonNilSlice(a.Allow), Deny: nonNilSlice(a.Deny), Audit: a.Audit}})
 }
 
 // maskedHeaders is h with the values of MaskedHeaders redacted (h itself
@@ -226,6 +238,7 @@ type attemptJSON struct {
 	Labels map[string]string `json:"labels"`
 	Allow  []string          `json:"allow"`
 	Deny   []string          `json:"deny"`
+	Audit  bool              `json:"audit,omitempty"`
 }
 
 func nonNil(m map[string]string) map[string]string {

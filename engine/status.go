@@ -16,6 +16,8 @@ import (
 type Status struct {
 	// Loaded is true once a policy has been compiled and is deciding.
 	Loaded bool `json:"loaded"`
+	// Audit is report-only mode for every decision (Config.Audit).
+	Audit bool `json:"audit"`
 	// Bundles maps each active bundle to its revision.
 	Bundles map[string]string `json:"bundles"`
 	// Modules are the ids of the local plain modules (not bundles).
@@ -86,6 +88,7 @@ func (e *Engine) Status() Status {
 	e.status.mu.Unlock()
 	q := e.query.Load()
 	s.Loaded = q != nil && q.decides
+	s.Audit = e.cfg.Audit
 	s.Bundles = map[string]string{}
 	if q != nil {
 		for name, b := range q.bundles {

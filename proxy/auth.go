@@ -90,5 +90,5 @@ func (p *Proxy) identify(c Credentials, bound string) (Identity, error) {
 }
 
 func identityOf(a attempt.Attempt) Identity {
-	return Identity{ID: a.ID, Attempt: &engine.Attempt{Labels: a.Labels, Allow: a.Allow, Deny: a.Deny}}
+	return Identity{ID: a.ID, Attempt: &engine.Attempt{Labels: a.Labels, Allow: a.Allow, Deny: a.Deny, Audit: a.Audit}}
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/regate/regate/engine"
 )
 
 // wireAnswer is a source's answer as its client reads it.
@@ -267,30 +269,37 @@ func testPolicyDeny(t *testing.T, src source) {
 	}
 }
 
+// testSSRFDeny: the guard refuses loopback after the policy's allow, and
+// after an audited allow (report-only mode never relaxes the guard).
 func testSSRFDeny(t *testing.T, src source) {
 	port := tcpUpstream(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
-	logged := &recordingLogger{}
-	cfg := testConfig()
-	cfg.AllowCIDRs = nil
-	cfg.DecisionLogger = logged
-	h := startProxy(t, cfg, allowHosts("allowed.test"))
-	_, ans := src.open(t, h, "allowed.test:"+port)
-	if ans.ok || ans.code != src.want[ClassDenied] {
-		t.Fatalf("answer %+v", ans)
-	}
-	if src.listener == ListenerHTTP && ans.id != "logged-1" {
-		t.Fatalf("decision id %q, want the logger's", ans.id)
-	}
-	if got := logged.rules(); len(got) != 1 || got[0] != "ssrf:loopback" {
-		t.Fatalf("logged %v", got)
-	}
-	o := h.out.wait(t, 1)[0]
-	var se *ssrfError
-	if o.Allowed || o.Rule != "ssrf:loopback" || o.DecisionID != "logged-1" || !errors.As(o.Err, &se) {
-		t.Fatalf("outcome %+v", o)
-	}
-	if v := testutil.ToFloat64(h.p.m.ownDenies.WithLabelValues("ssrf:loopback")); v != 1 {
-		t.Fatalf("proxy denies = %v", v)
+	audited := &fakeDecider{fn: func(engine.Input) (engine.Decision, error) {
+		return engine.Decision{Allow: true, Audit: true, Reason: "no rule allows allowed.test", Rule: "default", ID: "audit-1"}, nil
+	}}
+	for i, d := range []*fakeDecider{allowHosts("allowed.test"), audited} {
+		logged := &recordingLogger{}
+		cfg := testConfig()
+		cfg.AllowCIDRs = nil
+		cfg.DecisionLogger = logged
+		h := startProxy(t, cfg, d)
+		_, ans := src.open(t, h, "allowed.test:"+port)
+		if ans.ok || ans.code != src.want[ClassDenied] {
+			t.Fatalf("answer %+v", ans)
+		}
+		if src.listener == ListenerHTTP && ans.id != "logged-1" {
+			t.Fatalf("decision id %q, want the logger's", ans.id)
+		}
+		if got := logged.rules(); len(got) != 1 || got[0] != "ssrf:loopback" {
+			t.Fatalf("logged %v", got)
+		}
+		o := h.out.wait(t, 1)[0]
+		var se *ssrfError
+		if o.Allowed || o.Rule != "ssrf:loopback" || o.DecisionID != "logged-1" || !errors.As(o.Err, &se) {
+			t.Fatalf("decider %d: outcome %+v", i, o)
+		}
+		if v := testutil.ToFloat64(h.p.m.ownDenies.WithLabelValues("ssrf:loopback")); v != 1 {
+			t.Fatalf("proxy denies = %v", v)
+		}
 	}
 }
 

@@ -28,6 +28,7 @@ func flagKeys() []flagKey {
 		{"log-level", "log.level"},
 		{"log-format", "log.format"},
 		{"watch", "watch"},
+		{"audit", "audit"},
 		{"http", "http"},
 		{"socks", "socks"},
 		{"admin", "admin.addr"},
@@ -60,6 +61,7 @@ func addPolicyFlags(fs *pflag.FlagSet) {
 	fs.StringSlice("allow-path", nil, "allow only `HOST/GLOB` paths on HOST, e.g. github.com/acme/** (repeatable; HOST is allowed and inspected)")
 	fs.StringSlice("resolve", nil, "pin `NAME:IP` instead of DNS (repeatable)")
 	fs.String("decision-log", "", "write decision-log events as JSON lines to `PATH` (- for standard output)")
+	fs.Bool("audit", false, "report-only: allow what the policy denies and log it as audit (\"would deny\"); the SSRF guard and regate's own checks still deny")
 	fs.Duration("decision-timeout", 0, "bound on one policy evaluation (default 100ms)")
 	fs.String("log-level", "", "log level: debug, info, warn, error")
 	fs.String("log-format", "", "log format: text or json")

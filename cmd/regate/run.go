@@ -41,7 +41,7 @@ found; 126 when it cannot be executed; 125 when regate itself fails.`,
 	addListenerFlags(fs, "127.0.0.1:0, an ephemeral port", "127.0.0.1:0", "off", false)
 	fs.String("attempt-id", "", "the attempt's id (default 128 random bits)")
 	fs.StringToString("label", nil, "attempt label `KEY=VALUE` (repeatable), as input.attempt.labels")
-	fs.BoolP("quiet", "q", false, "do not print the summary of blocked connections")
+	fs.BoolP("quiet", "q", false, "do not print the summary of blocked (under --audit, would-be-blocked) connections")
 	fs.String("isolate", "", "run CMD in its own user, network, mount and PID namespaces, regate its only way out (Linux); `MODE` transparent (the default: programs that ignore the proxy variables are decided too) or proxy (only the proxy listeners)")
 	fs.Lookup("isolate").NoOptDefVal = config.IsolateTransparent
 	fs.StringSlice("hide", nil, "with --isolate, also hide `PATH` from CMD (repeatable)")

@@ -70,6 +70,9 @@ func (a *app) serve(cmd *cobra.Command) error {
 	log := st.log
 	log.Info("serving", "http", st.ls.addr(proxy.ListenerHTTP), "socks5", st.ls.addr(proxy.ListenerSOCKS5), "admin", st.adminAddr,
 		"policy", policySource(cfg.Policies, st.engine.Status().Bundles), "allow_anonymous", cfg.AllowAnonymous)
+	if cfg.Audit {
+		log.Warn("audit mode: what the policy denies is allowed and logged as audit; the SSRF guard and regate's own checks still deny")
+	}
 	hup := make(chan os.Signal, 1)
 	notifyReload(hup)
 	defer signal.Stop(hup)

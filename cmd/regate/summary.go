@@ -24,9 +24,10 @@ const (
 )
 
 // blockedSummary counts `regate run`'s denied connections (from the
-// engine's decision events) and its failed ones (allowed, but the upstream
-// could not be reached: from the proxy's outcomes), per destination and
-// reason.
+// engine's decision events), the ones audit mode let through that the
+// policy denies ("would have blocked"), and its failed ones (allowed, but
+// the upstream could not be reached: from the proxy's outcomes), per
+// destination and reason.
 type blockedSummary struct {
 	mu    sync.Mutex
 	order []summaryKey // first seen first
@@ -36,31 +37,61 @@ type blockedSummary struct {
 	// more than once.
 	tunnels map[summaryKey][]string
 	retried map[summaryKey]bool
+	// audited are the audited tunnels, by client address and
+	// destination: the requests found inside one are the same connection
+	// (a deny would have stopped the tunnel), not more of them.
+	audited map[[2]string]bool
 	// beyond summaryKept destinations, connections are only counted
 	untracked int
 }
 
 type summaryKey struct {
 	failed       bool
+	audit        bool // allowed in audit mode: the policy denies it
 	udp          bool // dropped UDP datagrams, not connections
 	inspected    bool // HTTPS requests inside an inspected tunnel
 	dest, reason string
 }
 
 func newBlockedSummary() *blockedSummary {
-	return &blockedSummary{count: map[summaryKey]int{}, tunnels: map[summaryKey][]string{}, retried: map[summaryKey]bool{}}
+	return &blockedSummary{count: map[summaryKey]int{}, tunnels: map[summaryKey][]string{}, retried: map[summaryKey]bool{},
+		audited: map[[2]string]bool{}}
 }
 
-// observe is the engine observer: it keeps the deny events.
+// observe is the engine observer: it keeps the deny and audit events.
 func (s *blockedSummary) observe(ev *engine.Event) {
-	if ev.Allow || ev.Scheme == engine.SchemeUDP { // datagrams are counted by udp
+	if (ev.Allow && !ev.Audit) || ev.Scheme == engine.SchemeUDP { // datagrams are counted by udp
 		return
 	}
-	k := summaryKey{dest: joinDest(ev.Host, ev.Port), reason: ev.Reason,
+	k := summaryKey{audit: ev.Audit, dest: joinDest(ev.Host, ev.Port), reason: ev.Reason,
 		inspected: ev.Scheme == engine.SchemeHTTPS && ev.Method != engine.MethodConnect}
-	if s.add(k) && ev.Method == engine.MethodConnect && isTunnel(ev.Scheme) {
+	if ev.Audit && s.insideAudited(ev, k.dest) {
+		return
+	}
+	if s.add(k) && !ev.Audit && ev.Method == engine.MethodConnect && isTunnel(ev.Scheme) {
 		s.tunnel(k, ev.Scheme)
 	}
+}
+
+// insideAudited remembers an audited tunnel, and reports whether an
+// audited request is inside one (same client connection, same
+// destination). Beyond summaryKept tunnels it starts over: a request then
+// counts once more, nothing is lost.
+func (s *blockedSummary) insideAudited(ev *engine.Event, dest string) bool {
+	if ev.Client == "" {
+		return false
+	}
+	conn := [2]string{ev.Client, dest}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ev.Method != engine.MethodConnect {
+		return s.audited[conn]
+	}
+	if len(s.audited) >= summaryKept {
+		clear(s.audited)
+	}
+	s.audited[conn] = true
+	return false
 }
 
 // isTunnel reports whether scheme is a tunnel's (method CONNECT; the
@@ -136,6 +167,10 @@ func (s *blockedSummary) print(w io.Writer) {
 		switch {
 		case k.failed:
 			fmt.Fprintf(w, "regate: %d %s to %s failed — %s\n", n, connections(n), printable(k.dest), printable(k.reason))
+		case k.audit && k.inspected:
+			fmt.Fprintf(w, "regate: would have blocked %d inspected HTTPS %s to %s — %s\n", n, plural(n, "request"), printable(k.dest), printable(k.reason))
+		case k.audit:
+			fmt.Fprintf(w, "regate: would have blocked %d %s to %s — %s\n", n, connections(n), printable(k.dest), printable(k.reason))
 		case k.udp:
 			fmt.Fprintf(w, "regate: blocked %d UDP %s to %s — %s\n", n, plural(n, "packet"), printable(k.dest), printable(k.reason))
 		case k.inspected:

@@ -169,3 +169,36 @@ func TestSummarySaysTheClientRetried(t *testing.T) {
 		}
 	}
 }
+
+// TestSummaryWouldHaveBlocked: audit events (allowed, the policy denies
+// them) are "would have blocked", apart from real blocks; plain allows are
+// not counted; an audited tunnel is never "retried", and the requests
+// inside it are not more connections.
+func TestSummaryWouldHaveBlocked(t *testing.T) {
+	s := newBlockedSummary()
+	audit := &engine.Event{Allow: true, Audit: true, Host: "example.org", Port: 443, Scheme: engine.SchemeHTTPS, Method: engine.MethodConnect, Reason: "no rule allows example.org"}
+	for range 3 {
+		s.observe(audit)
+	}
+	s.observe(&engine.Event{Allow: true, Audit: true, Host: "api.test", Port: 443, Scheme: engine.SchemeHTTPS, Method: "GET", Reason: "GET not allowed"})
+	s.observe(&engine.Event{Allow: true, Host: "ok.test", Port: 443, Reason: "allowed"})
+	// A SOCKS5 tunnel and the plain request inside it are one connection;
+	// a plain request of another client is one more.
+	socks := &engine.Event{Allow: true, Audit: true, Host: "b.test", Port: 80, Scheme: engine.SchemeSOCKS5, Method: engine.MethodConnect, Reason: "no rule allows b.test", Client: "127.0.0.1:5001"}
+	inner := &engine.Event{Allow: true, Audit: true, Host: "b.test", Port: 80, Scheme: engine.SchemeHTTP, Method: "GET", Reason: "no rule allows b.test", Client: "127.0.0.1:5001"}
+	s.observe(socks)
+	s.observe(inner)
+	s.observe(inner)
+	inner.Client = "127.0.0.1:5002"
+	s.observe(inner)
+	s.observe(&engine.Event{Host: "example.org", Port: 443, Scheme: engine.SchemeHTTPS, Method: engine.MethodConnect, Reason: "ssrf: loopback"})
+	var b bytes.Buffer
+	s.print(&b)
+	want := "regate: would have blocked 3 connections to example.org:443 — no rule allows example.org\n" +
+		"regate: would have blocked 2 connections to b.test:80 — no rule allows b.test\n" +
+		"regate: would have blocked 1 inspected HTTPS request to api.test:443 — GET not allowed\n" +
+		"regate: blocked 1 connection to example.org:443 — ssrf: loopback\n"
+	if b.String() != want {
+		t.Errorf("summary:\n%s\nwant:\n%s", b.String(), want)
+	}
+}

@@ -62,6 +62,7 @@ func engineConfig(cfg *config.Config, log *slog.Logger, decisions io.Writer, reg
 		VerificationKeyID: cfg.VerificationKeyID,
 		DecisionTimeout:   cfg.DecisionTimeout,
 		DisableCache:      !cfg.DecisionCache,
+		Audit:             cfg.Audit,
 		Watch:             cfg.Watch,
 		DecisionLog:       decisions,
 		Version:           regateVersion(),

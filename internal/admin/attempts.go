@@ -32,6 +32,9 @@ type attemptRequest struct {
 	Allow  []string          `json:"allow"`
 	Deny   []string          `json:"deny"`
 	TTL    ttl               `json:"ttl"`
+	// Audit is report-only mode for this attempt: the policy's denies
+	// are allowed and logged as audit ("would deny").
+	Audit bool `json:"audit"`
 	// Listeners asks for an HTTP and a SOCKS5 listener of the attempt's
 	// own, for clients that send no proxy credentials.
 	Listeners bool `json:"listeners"`
@@ -79,6 +82,7 @@ type attemptView struct {
 	Labels  map[string]string `json:"labels"`
 	Allow   []string          `json:"allow"`
 	Deny    []string          `json:"deny"`
+	Audit   bool              `json:"audit"`
 	Created time.Time         `json:"created"`
 	Expires *time.Time        `json:"expires,omitempty"`
 	// Listeners are the attempt's own listeners, by kind ("http",
@@ -91,7 +95,7 @@ type attemptView struct {
 }
 
 func viewOf(a attempt.Attempt) attemptView {
-	v := attemptView{ID: a.ID, Labels: a.Labels, Allow: a.Allow, Deny: a.Deny, Created: a.Created, Secrets: a.Secrets}
+	v := attemptView{ID: a.ID, Labels: a.Labels, Allow: a.Allow, Deny: a.Deny, Audit: a.Audit, Created: a.Created, Secrets: a.Secrets}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}
 	}
@@ -207,7 +211,7 @@ func (req *attemptRequest) attempt(now time.Time) (attempt.Attempt, error) {
 	}
 	slices.Sort(req.Secrets)
 	a := attempt.Attempt{ID: req.ID, Token: attempt.NewToken(), Labels: req.Labels, Allow: req.Allow, Deny: req.Deny,
-		Secrets: slices.Compact(req.Secrets), Created: now}
+		Audit: req.Audit, Secrets: slices.Compact(req.Secrets), Created: now}
 	if req.TTL > 0 {
 		a.Expires = now.Add(time.Duration(req.TTL))
 	}

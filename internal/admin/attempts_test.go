@@ -127,3 +127,22 @@ func TestAttemptValidation(t *testing.T) {
 		t.Errorf("%d attempts registered by refused requests", n)
 	}
 }
+
+// TestAttemptAudit: an attempt registered with "audit": true gets what
+// the policy denies, another attempt to the same destination does not;
+// the attempt's view says so.
+func TestAttemptAudit(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	audited := f.register(t, `{"id": "learn", "audit": true}`)
+	plain := f.register(t, `{"id": "enforce"}`)
+	f.wantGet(t, "other.test", url.UserPassword(plain.Result.ID, plain.Result.Token), http.StatusForbidden)
+	f.wantGet(t, "other.test", url.UserPassword(audited.Result.ID, audited.Result.Token), http.StatusOK)
+	f.wantGet(t, "other.test", url.UserPassword(plain.Result.ID, plain.Result.Token), http.StatusForbidden)
+	if v := f.unix.do(t, "GET", "/v1/attempts/learn", "").want(t, http.StatusOK); !strings.Contains(v.body, `"audit":true`) {
+		t.Errorf("audited attempt's view: %s", v.body)
+	}
+	if v := f.unix.do(t, "GET", "/v1/attempts/enforce", "").want(t, http.StatusOK); !strings.Contains(v.body, `"audit":false`) {
+		t.Errorf("enforced attempt's view: %s", v.body)
+	}
+	f.unix.do(t, "POST", "/v1/attempts", `{"audit": "yes"}`).want(t, http.StatusBadRequest)
+}

@@ -35,6 +35,9 @@ type Attempt struct {
 	// Secrets are the names of the secrets kept outside the sandbox the
 	// attempt holds placeholders for.
 	Secrets []string
+	// Audit is report-only mode for this attempt: what the policy denies
+	// is allowed and logged as audit.
+	Audit   bool
 	Created time.Time
 	Expires time.Time // zero: never
 }

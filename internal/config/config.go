@@ -61,6 +61,7 @@ type Config struct {
 	DecisionTimeout   time.Duration
 	DecisionLog       string // "" off, "-" standard output, else a file
 	Watch             bool
+	Audit             bool // report-only: the policy's denies are allowed and logged audit
 	DecisionCache     bool // remember deterministic decisions until the next store change
 	VerificationKeyID string
 	OPA               []byte // OPA's own configuration, JSON; nil when absent

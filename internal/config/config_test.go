@@ -18,7 +18,7 @@ func TestLoadFormats(t *testing.T) {
 		Data:            map[string]any{"team": map[string]any{"OwnerName": "Platform"}, "regate": map[string]any{"methods": []string{"GET", "HEAD"}}},
 		AllowCIDRs:      []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("192.0.2.7/32")},
 		Hosts:           map[string][]netip.Addr{"allowed.test": {netip.MustParseAddr("127.0.0.1")}, "pinned.example.com": {netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}},
-		DecisionTimeout: 250 * time.Millisecond, DecisionLog: "-", VerificationKeyID: "global_key", DecisionCache: true,
+		DecisionTimeout: 250 * time.Millisecond, DecisionLog: "-", VerificationKeyID: "global_key", DecisionCache: true, Audit: true,
 		LogLevel: slog.LevelDebug, LogFormat: "json",
 		HTTP: "127.0.0.1:3129", ShutdownTimeout: 5 * time.Second,
 		Admin: Admin{Addr: "unix:/tmp/regate-admin.sock"},

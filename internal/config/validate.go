@@ -33,6 +33,7 @@ func validate(w *wire, fromFile func(string) any, flags map[string]any) (*Config
 		DecisionTimeout:   p.duration("decision_timeout", w.DecisionTimeout),
 		DecisionLog:       w.DecisionLog,
 		Watch:             w.Watch,
+		Audit:             w.Audit,
 		DecisionCache:     w.DecisionCache,
 		VerificationKeyID: w.VerificationKeyID,
 		OPA:               p.opa(fromFile("opa")),

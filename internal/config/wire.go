@@ -31,6 +31,7 @@ type wire struct {
 	DecisionTimeout   time.Duration `mapstructure:"decision_timeout"`
 	DecisionLog       string        `mapstructure:"decision_log"`
 	Watch             bool          `mapstructure:"watch"`
+	Audit             bool          `mapstructure:"audit"`
 	DecisionCache     bool          `mapstructure:"decision_cache"`
 	HTTP              string        `mapstructure:"http"`
 	SOCKS             string        `mapstructure:"socks"`
