@@ -171,7 +171,8 @@ func denyRule(rule string) bool {
 }
 
 func (a *app) suggestSummary(read int, obs []suggest.Observation, res suggest.Result, skipped map[string]int) {
-	msg := fmt.Sprintf("regate: %d patterns for %d denied or audited connections (%d events read)", len(res.Allow), len(obs), read)
+	msg := fmt.Sprintf("regate: %d %s for %d denied or audited %s (%d %s read)", len(res.Allow), plural(len(res.Allow), "pattern"),
+		len(obs), plural(len(obs), "connection"), read, plural(read, "event"))
 	if len(skipped) > 0 {
 		var parts []string
 		for _, k := range slices.Sorted(maps.Keys(skipped)) {

@@ -90,8 +90,12 @@ func header(b *bytes.Buffer, res Result, c string) {
 		n += s.Connections()
 		d += len(s.Dests)
 	}
-	fmt.Fprintf(b, "%s Suggested by regate suggest: %d patterns allow the %d denied or audited\n%s connections (%d destinations) of the decision logs read.\n",
-		c, len(res.Allow), n, c, d)
+	verb := "allow"
+	if len(res.Allow) == 1 {
+		verb = "allows"
+	}
+	fmt.Fprintf(b, "%s Suggested by regate suggest: %d %s %s the %d denied or audited\n%s %s (%d %s) of the decision logs read.\n",
+		c, len(res.Allow), plural(len(res.Allow), "pattern"), verb, n, c, plural(n, "connection"), d, plural(d, "destination"))
 }
 
 func kept(b *bytes.Buffer, res Result, c string) {
