@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"golang.org/x/sync/singleflight"
 )
 
 // A proxy asks about the same few destinations again and again, and the
@@ -16,6 +17,12 @@ import (
 // commit (any policy or data change) replaces the cache. Decide opens its
 // read transaction before it loads the cache, and commits run exclusively,
 // so a cached decision always belongs to the data it is served with.
+
+// Filling the cache: every commit starts an empty cache, and then every
+// client asks again at once. Concurrent misses of one key share one
+// evaluation (singleflight, per cache, so never across commits): the
+// callers that waited count as cache hits, and get the same decision, or
+// the same fail-closed deny if that evaluation failed.
 
 // maxCacheEntries bounds the cache; a full cache starts over.
 const maxCacheEntries = 16384
@@ -28,6 +35,9 @@ type cacheEntry struct {
 type decisionCache struct {
 	mu sync.Mutex
 	m  map[string]cacheEntry
+	// flight lets one caller per key evaluate on a miss while the others
+	// wait for its answer.
+	flight singleflight.Group
 }
 
 func newDecisionCache() *decisionCache {

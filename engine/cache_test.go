@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/regate/regate/policies"
 )
 
@@ -174,4 +176,56 @@ func changeValue(v reflect.Value) bool {
 		return false
 	}
 	return true
+}
+
+// slowPolicy is deterministic and takes milliseconds, so that decisions
+// asked together are evaluated together.
+const slowPolicy = `package regate.network
+
+default decision := {"allow": false, "reason": "no"}
+
+decision := {"allow": true, "reason": "yes"} if {
+	count([x | some x in numbers.range(1, 20000); x % 7 == 0]) > 0
+	data.regate.allow[input.host]
+}
+`
+
+// TestCacheRefillEvaluatesOncePerKey: after a store commit empties the
+// cache, 16 clients asking the same question at once cause one evaluation;
+// the others wait for it and get its decision.
+func TestCacheRefillEvaluatesOncePerKey(t *testing.T) {
+	e := startEngine(t, Config{Default: simpleFS(slowPolicy), Allow: []string{"a.test"}, DecisionTimeout: time.Minute})
+	ctx := context.Background()
+	for round := range 3 {
+		must(t, storage.WriteOne(ctx, e.Store(), storage.ReplaceOp, storage.MustParsePath("/regate/allow"),
+			map[string]any{"a.test": true, fmt.Sprintf("r%d.test", round): true}))
+		misses, hits := testutil.ToFloat64(e.metrics.cacheMisses), testutil.ToFloat64(e.metrics.cacheHits)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		allowed := make(chan bool, 16)
+		for range 16 {
+			wg.Go(func() {
+				<-start
+				d, err := e.Decide(ctx, Input{Host: "a.test", Port: 443, Scheme: SchemeHTTPS, Method: MethodConnect})
+				if err != nil || !d.Allow {
+					t.Errorf("decision %+v, %v", d, err)
+				}
+				allowed <- err == nil && d.Allow
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(allowed)
+		for ok := range allowed {
+			if !ok {
+				t.Fatal("a decision waiting for another's evaluation was not its allow")
+			}
+		}
+		if got := testutil.ToFloat64(e.metrics.cacheMisses) - misses; got != 1 {
+			t.Fatalf("round %d: %v evaluations for 16 identical decisions after a commit, want 1", round, got)
+		}
+		if got := testutil.ToFloat64(e.metrics.cacheHits) - hits; got != 15 {
+			t.Fatalf("round %d: %v decisions without an evaluation of their own, want 15", round, got)
+		}
+	}
 }

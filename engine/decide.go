@@ -138,8 +138,6 @@ func (e *Engine) revisions() map[string]server.BundleInfo {
 // A deterministic policy's decisions are served from the cache of the
 // current store commit (cache.go); only successful evaluations are cached.
 func (e *Engine) evaluate(ctx context.Context, in *Input, ndbc builtins.NDBCache) (Decision, any, metrics.Metrics, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.DecisionTimeout)
-	defer cancel()
 	txn, err := e.store.NewTransaction(ctx)
 	if err != nil {
 		return denied(ReasonEvalError), nil, nil, err
@@ -149,15 +147,50 @@ func (e *Engine) evaluate(ctx context.Context, in *Input, ndbc builtins.NDBCache
 	if q == nil {
 		return denied(ReasonNoPolicy), nil, nil, ErrNoPolicy
 	}
-	var key string
 	cache := e.cache.Load()
-	if q.cacheable && cache != nil {
-		key = q.fields.cacheKey(in)
-		if hit, ok := cache.get(key); ok {
-			e.metrics.cacheHits.Inc()
-			return hit.d, hit.raw, nil, nil
-		}
+	if !q.cacheable || cache == nil {
+		return e.run(ctx, q, txn, in, ndbc)
 	}
+	key := q.fields.cacheKey(in)
+	if hit, ok := cache.get(key); ok {
+		e.metrics.cacheHits.Inc()
+		return hit.d, hit.raw, nil, nil
+	}
+	// A miss: the first caller of a key evaluates it, callers of the same
+	// key meanwhile wait for its answer (cache.go, Filling the cache).
+	evaluated := false
+	v, err, _ := cache.flight.Do(key, func() (any, error) {
+		evaluated = true
+		e.metrics.cacheMisses.Inc()
+		// Not cut short when this caller goes away: others may be waiting.
+		d, raw, m, err := e.run(context.WithoutCancel(ctx), q, txn, in, ndbc)
+		if err == nil {
+			cache.put(key, cacheEntry{d: d, raw: raw})
+		}
+		return evaluation{d, raw, m}, err
+	})
+	r := v.(evaluation)
+	if !evaluated {
+		// This caller waited for another's evaluation: it logs no metrics
+		// of its own, and a failed evaluation fails it closed too.
+		e.metrics.cacheHits.Inc()
+		return r.d, r.raw, nil, err
+	}
+	return r.d, r.raw, r.m, err
+}
+
+// evaluation is what a decision-cache miss shares with the callers of the
+// same key that waited for it.
+type evaluation struct {
+	d   Decision
+	raw any
+	m   metrics.Metrics
+}
+
+// run evaluates the prepared query in txn, within the decision timeout.
+func (e *Engine) run(ctx context.Context, q *prepared, txn storage.Transaction, in *Input, ndbc builtins.NDBCache) (Decision, any, metrics.Metrics, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.DecisionTimeout)
+	defer cancel()
 	m := metrics.New()
 	rs, err := q.pq.Eval(ctx, rego.EvalParsedInput(in.AST()), rego.EvalTransaction(txn), rego.EvalMetrics(m),
 		rego.EvalNDBuiltinCache(ndbc), rego.EvalInterQueryBuiltinCache(e.iqCache),
@@ -169,9 +202,6 @@ func (e *Engine) evaluate(ctx context.Context, in *Input, ndbc builtins.NDBCache
 		return denied(ReasonEvalError + ": " + err.Error()), nil, m, err
 	}
 	d, raw := fromResult(rs)
-	if key != "" {
-		cache.put(key, cacheEntry{d: d, raw: raw})
-	}
 	return d, raw, m, nil
 }
 

@@ -18,6 +18,7 @@ type collectors struct {
 	logWriteDropped    prometheus.Counter
 	subscribersDropped prometheus.Counter
 	cacheHits          prometheus.Counter
+	cacheMisses        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*collectors, error) {
@@ -57,14 +58,18 @@ func newMetrics(reg prometheus.Registerer) (*collectors, error) {
 		}),
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "regate_decision_cache_hits_total",
-			Help: "Decisions served from the decision cache (no evaluation).",
+			Help: "Decisions served from the decision cache, or by an identical decision's evaluation in flight (no evaluation of their own).",
+		}),
+		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "regate_decision_cache_misses_total",
+			Help: "Decisions of a cacheable policy evaluated because the decision cache had no answer.",
 		}),
 	}
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.decisions, m.duration, m.reloads, m.revision, m.logDropped, m.logErrors, m.logWriteDropped, m.subscribersDropped, m.cacheHits} {
+		for _, c := range []prometheus.Collector{m.decisions, m.duration, m.reloads, m.revision, m.logDropped, m.logErrors, m.logWriteDropped, m.subscribersDropped, m.cacheHits, m.cacheMisses} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering engine metrics: %w", err)
 			}
