@@ -16,59 +16,107 @@ import (
 // of building them in Rego; a policy then looks each one up in an object
 // keyed by pattern, O(labels of the host) whatever the number of patterns.
 func Candidates(host string, port int) []string {
+	b := newCandidateList(host)
 	p := strconv.Itoa(port)
-	var out []string
 	switch {
 	case strings.Contains(host, ":"):
-		out = ipv6Candidates(host, p)
+		b.ipv6(host, p)
 	case isDottedQuad(host):
-		out = ipv4Candidates(host, p)
+		b.ipv4(host, p)
 	default:
-		out = domainCandidates(host, p)
+		b.domain(host, p)
 	}
-	return append(out, "*:"+p, "*")
+	b.add("*:", p)
+	b.add("*")
+	return b.strings()
 }
 
-func domainCandidates(host, port string) []string {
-	out := make([]string, 0, 4*strings.Count(host, ".")+6)
-	out = append(out, host+":"+port, host, "**."+host+":"+port, "**."+host)
+// candidateList builds the candidates in one buffer, cut into strings at
+// the end: a decision allocates a handful of times for them, not once per
+// candidate.
+type candidateList struct {
+	buf  []byte
+	ends []int
+}
+
+func newCandidateList(host string) *candidateList {
+	n := 4*strings.Count(host, ".") + 6
+	return &candidateList{buf: make([]byte, 0, n*(len(host)+10)), ends: make([]int, 0, n)}
+}
+
+// add appends one candidate made of parts.
+func (b *candidateList) add(parts ...string) {
+	for _, s := range parts {
+		b.buf = append(b.buf, s...)
+	}
+	b.end()
+}
+
+func (b *candidateList) end() { b.ends = append(b.ends, len(b.buf)) }
+
+func (b *candidateList) strings() []string {
+	all := string(b.buf)
+	out := make([]string, len(b.ends))
+	start := 0
+	for i, end := range b.ends {
+		out[i] = all[start:end]
+		start = end
+	}
+	return out
+}
+
+func (b *candidateList) domain(host, port string) {
+	b.add(host, ":", port)
+	b.add(host)
+	b.add("**.", host, ":", port)
+	b.add("**.", host)
 	for i := 0; i < len(host); i++ {
 		if host[i] != '.' {
 			continue
 		}
 		s := host[i+1:]
-		out = append(out, "*."+s+":"+port, "*."+s, "**."+s+":"+port, "**."+s)
+		b.add("*.", s, ":", port)
+		b.add("*.", s)
+		b.add("**.", s, ":", port)
+		b.add("**.", s)
 	}
-	return out
 }
 
-func ipv4Candidates(host, port string) []string {
-	out := []string{host + ":" + port, host}
+func (b *candidateList) ipv4(host, port string) {
+	b.add(host, ":", port)
+	b.add(host)
 	addr, err := netip.ParseAddr(host)
 	if err != nil {
-		return out
+		return
 	}
 	for bits := 32; bits >= 0; bits-- {
-		c := netip.PrefixFrom(addr, bits).Masked().String()
-		out = append(out, c+":"+port, c)
+		c := netip.PrefixFrom(addr, bits).Masked()
+		b.buf = append(c.AppendTo(b.buf), ':')
+		b.add(port)
+		b.buf = c.AppendTo(b.buf)
+		b.end()
 	}
-	return out
 }
 
-func ipv6Candidates(host, port string) []string {
-	out := []string{"[" + host + "]:" + port, host, "[" + host + "]"}
+func (b *candidateList) ipv6(host, port string) {
+	b.add("[", host, "]:", port)
+	b.add(host)
+	b.add("[", host, "]")
 	addr, err := netip.ParseAddr(host)
 	if err != nil {
-		return out
+		return
 	}
 	if v4, ok := strings.CutPrefix(host, "::ffff:"); ok && strings.Contains(v4, ".") {
-		return append(out, ipv4Candidates(v4, port)...)
+		b.ipv4(v4, port)
+		return
 	}
 	for bits := 128; bits >= 0; bits-- {
-		c := netip.PrefixFrom(addr, bits).Masked().String()
-		out = append(out, "["+c+"]:"+port, c)
+		c := netip.PrefixFrom(addr, bits).Masked()
+		b.buf = append(c.AppendTo(append(b.buf, '[')), "]:"...)
+		b.add(port)
+		b.buf = c.AppendTo(b.buf)
+		b.end()
 	}
-	return out
 }
 
 // isDottedQuad matches the Rego library's ^[0-9]{1,3}(\.[0-9]{1,3}){3}$.

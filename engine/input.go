@@ -109,7 +109,7 @@ type Client struct {
 
 // AST is the input the policy evaluates: the fields plus input.candidates.
 func (in *Input) AST() ast.Value {
-	terms := append(in.terms(false), [2]*ast.Term{ast.StringTerm("candidates"), candidatesTerm(in.Host, in.Port)})
+	terms := append(in.terms(false), [2]*ast.Term{inputKeys.candidates, candidatesTerm(in.Host, in.Port)})
 	return ast.NewObject(terms...)
 }
 
@@ -120,36 +120,56 @@ func (in *Input) LogAST() ast.Value {
 	return ast.NewObject(in.terms(true)...)
 }
 
+// inputKeys are the input's keys, and emptyAttempt the input.attempt of a
+// connection without one, built once: evaluation never changes a term.
+var (
+	inputKeys = struct {
+		host, port, scheme, method, attemptID, hostIsIP, attempt, path, tls, sni, inspected,
+		client, addr, listener, transparent, headers, secrets, candidates *ast.Term
+	}{
+		ast.StringTerm("host"), ast.StringTerm("port"), ast.StringTerm("scheme"), ast.StringTerm("method"),
+		ast.StringTerm("attempt_id"), ast.StringTerm("host_is_ip"), ast.StringTerm("attempt"), ast.StringTerm("path"),
+		ast.StringTerm("tls"), ast.StringTerm("sni"), ast.StringTerm("inspected"), ast.StringTerm("client"),
+		ast.StringTerm("addr"), ast.StringTerm("listener"), ast.StringTerm("transparent"), ast.StringTerm("headers"),
+		ast.StringTerm("secrets"), ast.StringTerm("candidates"),
+	}
+	emptyAttempt = ast.NewTerm((*Attempt)(nil).ast())
+)
+
 // terms builds the fields without a JSON round trip: AST is on the hot path
 // of every evaluated decision.
 func (in *Input) terms(masked bool) [][2]*ast.Term {
 	terms := make([][2]*ast.Term, 0, 14)
-	item := func(k string, v *ast.Term) { terms = append(terms, [2]*ast.Term{ast.StringTerm(k), v}) }
-	item("host", ast.StringTerm(in.Host))
-	item("port", ast.InternedTerm(in.Port))
-	item("scheme", ast.StringTerm(in.Scheme))
-	item("method", ast.StringTerm(in.Method))
-	item("attempt_id", ast.StringTerm(in.AttemptID))
-	item("host_is_ip", ast.InternedTerm(in.HostIsIP))
-	item("attempt", ast.NewTerm(in.Attempt.ast()))
+	item := func(k, v *ast.Term) { terms = append(terms, [2]*ast.Term{k, v}) }
+	item(inputKeys.host, ast.StringTerm(in.Host))
+	item(inputKeys.port, ast.InternedTerm(in.Port))
+	item(inputKeys.scheme, ast.InternedTerm(in.Scheme))
+	item(inputKeys.method, ast.InternedTerm(in.Method))
+	item(inputKeys.attemptID, ast.InternedTerm(in.AttemptID))
+	item(inputKeys.hostIsIP, ast.InternedTerm(in.HostIsIP))
+	if in.Attempt == nil {
+		item(inputKeys.attempt, emptyAttempt)
+	} else {
+		item(inputKeys.attempt, ast.NewTerm(in.Attempt.ast()))
+	}
 	if in.Path != "" {
-		item("path", ast.StringTerm(in.Path))
+		item(inputKeys.path, ast.StringTerm(in.Path))
 	}
 	if in.TLS != nil {
-		tls := [][2]*ast.Term{{ast.StringTerm("sni"), ast.StringTerm(in.TLS.SNI)}}
+		tls := [][2]*ast.Term{{inputKeys.sni, ast.StringTerm(in.TLS.SNI)}}
 		if in.TLS.Inspected {
-			tls = append(tls, [2]*ast.Term{ast.StringTerm("inspected"), ast.BooleanTerm(true)})
+			tls = append(tls, [2]*ast.Term{inputKeys.inspected, ast.InternedTerm(true)})
 		}
-		item("tls", ast.ObjectTerm(tls...))
+		item(inputKeys.tls, ast.ObjectTerm(tls...))
 	}
 	if in.Client != nil {
-		item("client", ast.ObjectTerm(
-			[2]*ast.Term{ast.StringTerm("addr"), ast.StringTerm(in.Client.Addr)},
-			[2]*ast.Term{ast.StringTerm("listener"), ast.StringTerm(in.Client.Listener)},
+		item(inputKeys.client, ast.ObjectTerm(
+			[2]*ast.Term{inputKeys.addr, ast.StringTerm(in.Client.Addr)},
+			[2]*ast.Term{inputKeys.listener, ast.InternedTerm(in.Client.Listener)},
 		))
 	}
 	if in.Transparent != nil {
-		item("transparent", ast.ObjectTerm([2]*ast.Term{ast.StringTerm("addr"), ast.StringTerm(in.Transparent.Addr)}))
+		item(inputKeys.transparent, ast.ObjectTerm([2]*ast.Term{inputKeys.addr, ast.StringTerm(in.Transparent.Addr)}))
 	}
 	if in.Headers != nil {
 		h := make([][2]*ast.Term, 0, len(in.Headers))
@@ -159,10 +179,10 @@ func (in *Input) terms(masked bool) [][2]*ast.Term {
 			}
 			h = append(h, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
 		}
-		item("headers", ast.ObjectTerm(h...))
+		item(inputKeys.headers, ast.ObjectTerm(h...))
 	}
 	if len(in.Secrets) > 0 {
-		item("secrets", ast.ArrayTerm(stringTerms(in.Secrets)...))
+		item(inputKeys.secrets, ast.ArrayTerm(stringTerms(in.Secrets)...))
 	}
 	return terms
 }
@@ -180,9 +200,9 @@ func (a *Attempt) ast() ast.Value {
 		deny = stringTerms(a.Deny)
 	}
 	obj := ast.NewObject(
-		[2]*ast.Term{ast.StringTerm("labels"), ast.NewTerm(labels)},
-		[2]*ast.Term{ast.StringTerm("allow"), ast.ArrayTerm(allow...)},
-		[2]*ast.Term{ast.StringTerm("deny"), ast.ArrayTerm(deny...)},
+		[2]*ast.Term{ast.InternedTerm("labels"), ast.NewTerm(labels)},
+		[2]*ast.Term{ast.InternedTerm("allow"), ast.ArrayTerm(allow...)},
+		[2]*ast.Term{ast.InternedTerm("deny"), ast.ArrayTerm(deny...)},
 	)
 	if a.audits() {
 		obj.Insert(ast.StringTerm("audit"), ast.BooleanTerm(true))
@@ -190,10 +210,14 @@ func (a *Attempt) ast() ast.Value {
 	return obj
 }
 
+// stringTerms makes the terms of ss in one allocation, plus one per string
+// for its value.
 func stringTerms(ss []string) []*ast.Term {
+	terms := make([]ast.Term, len(ss))
 	out := make([]*ast.Term, len(ss))
 	for i, s := range ss {
-		out[i] = ast.StringTerm(s)
+		terms[i].Value = ast.String(s)
+		out[i] = &terms[i]
 	}
 	return out
 }
