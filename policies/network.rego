@@ -31,18 +31,25 @@ import data.regate.lib.patterns
 
 default decision := {"allow": false, "reason": "no rule allows the destination", "rule": "default"}
 
-decision := _deny("deny", "denied by pattern", hits.deny) if {
-	hits.deny
+# Every decision the cache cannot answer runs this chain, so the common
+# branches (a data pattern denies or allows) are written out rather than
+# calling _deny/_allow, and the rarer checks start with what is cheapest to
+# find absent (input.secrets, data.regate.methods, data.regate.paths,
+# data.regate.inspect): each rule evaluated costs, whatever it decides.
+
+decision := {"allow": false, "reason": sprintf("denied by pattern %q", [p]), "rule": concat(":", ["deny", p])} if {
+	p := hits.deny
 } else := _deny("attempt.deny", "denied by the attempt's pattern", hits.attempt_deny) if {
 	hits.attempt_deny
 } else := {"allow": false, "reason": _secret_reason, "rule": "secrets"} if {
+	input.secrets
 	count(_stray_secrets) > 0
 } else := {"allow": false, "reason": sprintf("method %s is not allowed for %s", [input.method, _what]), "rule": "methods"} if {
 	_method_refused
 } else := {"allow": false, "reason": sprintf("path %s is not allowed on %s", [input.path, input.host]), "rule": "paths"} if {
 	_path_refused
-} else := _allow("allow", "allowed by pattern", hits.allow) if {
-	hits.allow
+} else := object.union({"allow": true, "reason": sprintf("allowed by pattern %q", [p]), "rule": concat(":", ["allow", p])}, _inspect) if {
+	p := hits.allow
 } else := _allow("attempt.allow", "allowed by the attempt's pattern", hits.attempt_allow) if {
 	hits.attempt_allow
 } else := _allow("paths", "allowed with path rules for", input.host) if {
@@ -79,6 +86,7 @@ _what := "plain HTTP" if input.scheme == "http"
 else := "HTTPS requests"
 
 _method_refused if {
+	data.regate.methods
 	_request
 	methods := {upper(m) | some m in data.regate.methods}
 	count(methods) > 0
@@ -88,6 +96,7 @@ _method_refused if {
 _path_rules := data.regate.paths[input.host] if is_array(data.regate.paths[input.host])
 
 _path_refused if {
+	data.regate.paths
 	_request
 	rules := _path_rules
 	not _path_matches(rules)
@@ -105,6 +114,9 @@ _inspect := {"inspect": true} if {
 	_inspected_host
 } else := {}
 
-_inspected_host if hits.inspect
+_inspected_host if {
+	data.regate.inspect
+	hits.inspect
+}
 
-_inspected_host if _path_rules
+_inspected_host if is_array(data.regate.paths[input.host])

@@ -36,10 +36,12 @@ specific_candidates := array.slice(candidates, 0, count(candidates) - 2)
 deny := hits[0] if {
 	_ = data.regate.deny[0]
 	set := patterns.to_set(data.regate.deny)
-	hits := [c | some c in candidates; c != "*"; set[c]]
-} else := hits[0] if {
+	hits := [c | some c in deny_candidates; set[c]]
+} else := hit if {
 	obj := data.regate.deny
-	hits := [c | some c in candidates; c != "*"; _ = obj[c]]
+	hits := [c | some c in candidates; _ = obj[c]]
+	hit := hits[0]
+	hit != "*" # the last candidate: no other matched
 }
 
 allow := hits[0] if {
