@@ -101,7 +101,11 @@ func cachePlan(c *ast.Compiler) (bool, inputFields) {
 	return deterministic, f
 }
 
+// allFields is every input field: the whole input.
+var allFields = inputFields{all: true}
+
 func (f inputFields) has(name string) bool { return f.all || f.fields[name] }
+
 
 // cacheKey encodes the fields of in that the policy reads.
 func (f inputFields) cacheKey(in *Input) string {

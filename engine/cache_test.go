@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -226,6 +227,30 @@ func TestCacheRefillEvaluatesOncePerKey(t *testing.T) {
 		}
 		if got := testutil.ToFloat64(e.metrics.cacheHits) - hits; got != 15 {
 			t.Fatalf("round %d: %v decisions without an evaluation of their own, want 15", round, got)
+		}
+	}
+}
+
+// TestPolicyInputKeepsWhatThePolicyReads: the input a policy evaluates
+// leaves out what it never reads, and never what it reads: for every field
+// of Input (and input.candidates), a policy reading only that field gets
+// exactly it.
+func TestPolicyInputKeepsWhatThePolicyReads(t *testing.T) {
+	full := Input{}
+	fv := reflect.ValueOf(&full).Elem()
+	names := []string{"candidates"}
+	for i := range fv.NumField() {
+		if !changeValue(fv.Field(i)) {
+			t.Fatalf("Input.%s: teach this test about it", fv.Type().Field(i).Name)
+		}
+		names = append(names, strings.Split(fv.Type().Field(i).Tag.Get("json"), ",")[0])
+	}
+	for _, name := range names {
+		c := ast.MustCompileModules(map[string]string{"p.rego": "package p\n\nx if input." + name + "\n"})
+		_, f := cachePlan(c)
+		obj := full.policyAST(f).(ast.Object)
+		if obj.Len() != 1 || obj.Get(ast.StringTerm(name)) == nil {
+			t.Errorf("a policy reading input.%s gets the input keys %v", name, obj.Keys())
 		}
 	}
 }

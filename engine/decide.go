@@ -192,7 +192,7 @@ func (e *Engine) run(ctx context.Context, q *prepared, txn storage.Transaction, 
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.DecisionTimeout)
 	defer cancel()
 	m := metrics.New()
-	rs, err := q.pq.Eval(ctx, rego.EvalParsedInput(in.AST()), rego.EvalTransaction(txn), rego.EvalMetrics(m),
+	rs, err := q.pq.Eval(ctx, rego.EvalParsedInput(in.policyAST(q.fields)), rego.EvalTransaction(txn), rego.EvalMetrics(m),
 		rego.EvalNDBuiltinCache(ndbc), rego.EvalInterQueryBuiltinCache(e.iqCache),
 		rego.EvalInterQueryBuiltinValueCache(e.iqValueCache))
 	if err != nil {

@@ -107,9 +107,17 @@ type Client struct {
 	Listener string `json:"listener"`
 }
 
-// AST is the input the policy evaluates: the fields plus input.candidates.
-func (in *Input) AST() ast.Value {
-	terms := append(in.terms(false), [2]*ast.Term{inputKeys.candidates, candidatesTerm(in.Host, in.Port)})
+// AST is the input a policy evaluates: the fields plus input.candidates.
+func (in *Input) AST() ast.Value { return in.policyAST(allFields) }
+
+// policyAST is the input with only the fields f a compiled policy reads
+// (cachePlan): a field no rule refers to cannot change a decision, and
+// building it costs every evaluated decision.
+func (in *Input) policyAST(f inputFields) ast.Value {
+	terms := in.terms(false, f)
+	if f.has("candidates") {
+		terms = append(terms, [2]*ast.Term{inputKeys.candidates, candidatesTerm(in.Host, in.Port)})
+	}
 	return ast.NewObject(terms...)
 }
 
@@ -117,7 +125,7 @@ func (in *Input) AST() ast.Value {
 // from host and port (and hundreds of strings for an IPv6 host), is left
 // out, and credential headers are masked.
 func (in *Input) LogAST() ast.Value {
-	return ast.NewObject(in.terms(true)...)
+	return ast.NewObject(in.terms(true, allFields)...)
 }
 
 // inputKeys are the input's keys, and emptyAttempt the input.attempt of a
@@ -138,40 +146,54 @@ var (
 
 // terms builds the fields without a JSON round trip: AST is on the hot path
 // of every evaluated decision.
-func (in *Input) terms(masked bool) [][2]*ast.Term {
+func (in *Input) terms(masked bool, f inputFields) [][2]*ast.Term {
 	terms := make([][2]*ast.Term, 0, 14)
 	item := func(k, v *ast.Term) { terms = append(terms, [2]*ast.Term{k, v}) }
-	item(inputKeys.host, ast.StringTerm(in.Host))
-	item(inputKeys.port, ast.InternedTerm(in.Port))
-	item(inputKeys.scheme, ast.InternedTerm(in.Scheme))
-	item(inputKeys.method, ast.InternedTerm(in.Method))
-	item(inputKeys.attemptID, ast.InternedTerm(in.AttemptID))
-	item(inputKeys.hostIsIP, ast.InternedTerm(in.HostIsIP))
-	if in.Attempt == nil {
+	if f.has("host") {
+		item(inputKeys.host, ast.StringTerm(in.Host))
+	}
+	if f.has("port") {
+		item(inputKeys.port, ast.InternedTerm(in.Port))
+	}
+	if f.has("scheme") {
+		item(inputKeys.scheme, ast.InternedTerm(in.Scheme))
+	}
+	if f.has("method") {
+		item(inputKeys.method, ast.InternedTerm(in.Method))
+	}
+	if f.has("attempt_id") {
+		item(inputKeys.attemptID, ast.InternedTerm(in.AttemptID))
+	}
+	if f.has("host_is_ip") {
+		item(inputKeys.hostIsIP, ast.InternedTerm(in.HostIsIP))
+	}
+	switch {
+	case !f.has("attempt"):
+	case in.Attempt == nil:
 		item(inputKeys.attempt, emptyAttempt)
-	} else {
+	default:
 		item(inputKeys.attempt, ast.NewTerm(in.Attempt.ast()))
 	}
-	if in.Path != "" {
+	if in.Path != "" && f.has("path") {
 		item(inputKeys.path, ast.StringTerm(in.Path))
 	}
-	if in.TLS != nil {
+	if in.TLS != nil && f.has("tls") {
 		tls := [][2]*ast.Term{{inputKeys.sni, ast.StringTerm(in.TLS.SNI)}}
 		if in.TLS.Inspected {
 			tls = append(tls, [2]*ast.Term{inputKeys.inspected, ast.InternedTerm(true)})
 		}
 		item(inputKeys.tls, ast.ObjectTerm(tls...))
 	}
-	if in.Client != nil {
+	if in.Client != nil && f.has("client") {
 		item(inputKeys.client, ast.ObjectTerm(
 			[2]*ast.Term{inputKeys.addr, ast.StringTerm(in.Client.Addr)},
 			[2]*ast.Term{inputKeys.listener, ast.InternedTerm(in.Client.Listener)},
 		))
 	}
-	if in.Transparent != nil {
+	if in.Transparent != nil && f.has("transparent") {
 		item(inputKeys.transparent, ast.ObjectTerm([2]*ast.Term{inputKeys.addr, ast.StringTerm(in.Transparent.Addr)}))
 	}
-	if in.Headers != nil {
+	if in.Headers != nil && f.has("headers") {
 		h := make([][2]*ast.Term, 0, len(in.Headers))
 		for k, v := range in.Headers {
 			if masked && slices.Contains(MaskedHeaders, k) {
@@ -181,7 +203,7 @@ func (in *Input) terms(masked bool) [][2]*ast.Term {
 		}
 		item(inputKeys.headers, ast.ObjectTerm(h...))
 	}
-	if len(in.Secrets) > 0 {
+	if len(in.Secrets) > 0 && f.has("secrets") {
 		item(inputKeys.secrets, ast.ArrayTerm(stringTerms(in.Secrets)...))
 	}
 	return terms
@@ -190,17 +212,20 @@ func (in *Input) terms(masked bool) [][2]*ast.Term {
 // ast renders the attempt; a nil attempt is an empty one so that policies can
 // read input.attempt.allow without guarding against undefined.
 func (a *Attempt) ast() ast.Value {
-	labels := ast.NewObject()
+	var labels [][2]*ast.Term
 	var allow, deny []*ast.Term
 	if a != nil {
+		labels = make([][2]*ast.Term, 0, len(a.Labels))
+		kv := make([]ast.Term, 0, 2*len(a.Labels))
 		for k, v := range a.Labels {
-			labels.Insert(ast.StringTerm(k), ast.StringTerm(v))
+			kv = append(kv, ast.Term{Value: ast.String(k)}, ast.Term{Value: ast.String(v)})
+			labels = append(labels, [2]*ast.Term{&kv[len(kv)-2], &kv[len(kv)-1]})
 		}
 		allow = stringTerms(a.Allow)
 		deny = stringTerms(a.Deny)
 	}
 	obj := ast.NewObject(
-		[2]*ast.Term{ast.InternedTerm("labels"), ast.NewTerm(labels)},
+		[2]*ast.Term{ast.InternedTerm("labels"), ast.ObjectTerm(labels...)},
 		[2]*ast.Term{ast.InternedTerm("allow"), ast.ArrayTerm(allow...)},
 		[2]*ast.Term{ast.InternedTerm("deny"), ast.ArrayTerm(deny...)},
 	)
