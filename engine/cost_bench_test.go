@@ -1,0 +1,214 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+)
+
+// floorPolicy is the least a policy can do to decide a destination: one
+// lookup of the host in an object of patterns, an object as the answer.
+const floorPolicy = `package floor
+
+default decision := {"allow": false, "reason": "no rule allows the destination"}
+
+decision := {"allow": true, "reason": "allowed"} if data.allow[input.host]
+`
+
+// customPolicy decides plain HTTP by host, path and the attempt's labels:
+// every new path is a decision-cache miss.
+const customPolicy = `package regate.network
+
+default decision := {"allow": false, "reason": "no rule allows the request"}
+
+decision := {"allow": true, "reason": "allowed"} if {
+	data.regate.allow[input.host]
+	startswith(input.path, "/api/")
+	input.attempt.labels.team == "build"
+}
+`
+
+// opaFloor is a bare OPA prepared query over its own in-memory store: what
+// OPA itself needs for a decision, without regate around it.
+type opaFloor struct {
+	pq rego.PreparedEvalQuery
+}
+
+func newOPAFloor(b *testing.B, query, module string, data map[string]any) *opaFloor {
+	b.Helper()
+	pq, err := rego.New(
+		rego.Query(query),
+		rego.Module("floor.rego", module),
+		rego.Store(inmem.NewFromObject(data)),
+	).PrepareForEval(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &opaFloor{pq: pq}
+}
+
+// decide builds the input as a caller of OPA would, as an AST value, and
+// evaluates the query.
+func (f *opaFloor) decide(ctx context.Context, in *Input) (bool, error) {
+	terms := [][2]*ast.Term{
+		ast.Item(ast.StringTerm("host"), ast.StringTerm(in.Host)),
+		ast.Item(ast.StringTerm("port"), ast.IntNumberTerm(in.Port)),
+		ast.Item(ast.StringTerm("scheme"), ast.StringTerm(in.Scheme)),
+		ast.Item(ast.StringTerm("method"), ast.StringTerm(in.Method)),
+	}
+	if in.Path != "" {
+		terms = append(terms, ast.Item(ast.StringTerm("path"), ast.StringTerm(in.Path)))
+	}
+	if in.Attempt != nil {
+		labels := make([][2]*ast.Term, 0, len(in.Attempt.Labels))
+		for k, v := range in.Attempt.Labels {
+			labels = append(labels, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
+		}
+		terms = append(terms, ast.Item(ast.StringTerm("attempt"),
+			ast.ObjectTerm(ast.Item(ast.StringTerm("labels"), ast.ObjectTerm(labels...)))))
+	}
+	rs, err := f.pq.Eval(ctx, rego.EvalParsedInput(ast.NewObject(terms...)))
+	if err != nil {
+		return false, err
+	}
+	if len(rs) == 0 {
+		return false, fmt.Errorf("undefined decision")
+	}
+	allow, _ := rs[0].Expressions[0].Value.(map[string]any)["allow"].(bool)
+	return allow, nil
+}
+
+// side is one of the two deciders a cost benchmark compares: its per-call
+// durations and the heap allocations of its batches.
+type side struct {
+	took   []time.Duration
+	allocs uint64
+	n      int
+}
+
+func (s *side) report(b *testing.B, prefix string) {
+	b.Helper()
+	slices.Sort(s.took)
+	b.ReportMetric(float64(mean(s.took).Nanoseconds()), prefix+"ns/decision")
+	b.ReportMetric(float64(s.took[len(s.took)/2].Nanoseconds()), prefix+"p50-ns")
+	b.ReportMetric(float64(s.took[len(s.took)*99/100].Nanoseconds()), prefix+"p99-ns")
+	b.ReportMetric(float64(s.allocs)/float64(s.n), prefix+"allocs/decision")
+}
+
+func mean(ds []time.Duration) time.Duration {
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
+}
+
+// costBatch is how many decisions one side makes before the other takes
+// its turn: long enough that reading the allocation counter between
+// batches costs little, short enough that both sides see the same machine.
+const costBatch = 64
+
+// compareCost runs regate's decisions and the floor's in interleaved
+// batches and reports each side's mean, p50, p99 and heap allocations per
+// decision (regate's include its decision-log event, delivered before the
+// floor's turn), and the ratios regate/floor of the means and of the p99s.
+// ns/op is the mean of both sides.
+func compareCost(b *testing.B, e *Engine, inputs func(i int) Input, floor *opaFloor) {
+	b.Helper()
+	ctx := context.Background()
+	var sides [2]side // regate, floor
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.Mallocs
+	for i := 0; b.Loop(); i++ {
+		cur := (i / costBatch) % 2
+		in := inputs(i)
+		t0 := time.Now()
+		var err error
+		if cur == 0 {
+			_, err = e.Decide(ctx, in)
+		} else {
+			_, err = floor.decide(ctx, &in)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := &sides[cur]
+		s.took = append(s.took, time.Since(t0))
+		s.n++
+		if (i+1)%costBatch == 0 {
+			b.StopTimer()
+			if cur == 0 {
+				e.Flush(ctx)
+			}
+			runtime.ReadMemStats(&ms)
+			s.allocs += ms.Mallocs - before
+			before = ms.Mallocs
+			b.StartTimer()
+		}
+	}
+	if sides[0].allocs == 0 || sides[1].allocs == 0 {
+		b.Skip("too few iterations for both sides to complete a batch")
+	}
+	sides[0].report(b, "regate-")
+	sides[1].report(b, "floor-")
+	mine, theirs := sides[0].took, sides[1].took
+	b.ReportMetric(float64(mean(mine))/float64(mean(theirs)), "ratio")
+	b.ReportMetric(float64(mine[len(mine)*99/100])/float64(theirs[len(theirs)*99/100]), "p99-ratio")
+}
+
+// BenchmarkDecideCost compares one evaluated decision of regate (no
+// decision cache) with a bare OPA prepared query deciding the same input,
+// in one run (README, Performance):
+//
+//   - policy=default: the embedded default policy against the floor,
+//     data.allow[input.host] over the same number of patterns;
+//   - policy=custom: a policy reading input.path and input.attempt.labels,
+//     with the cache on and a new path every request (plain HTTP's cache
+//     miss), against the same policy and data in bare OPA.
+func BenchmarkDecideCost(b *testing.B) {
+	hosts := []string{"registry.npmjs.org", "a.b.evil.test", "unknown.example.com", "api.github.com", "files.pythonhosted.org"}
+	for _, n := range []int{10, 10000} {
+		allow := map[string]any{}
+		for _, p := range patterns(n) {
+			allow[p] = true
+		}
+		b.Run(fmt.Sprintf("patterns=%d/policy=default", n), func(b *testing.B) {
+			e := benchEngine(b, n, nil, true)
+			floor := newOPAFloor(b, "data.floor.decision", floorPolicy, map[string]any{"allow": allow})
+			compareCost(b, e, func(i int) Input {
+				return Input{Host: hosts[i%len(hosts)], Port: 443, Scheme: SchemeHTTPS, Method: MethodConnect}
+			}, floor)
+		})
+		b.Run(fmt.Sprintf("patterns=%d/policy=custom", n), func(b *testing.B) {
+			dir := b.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "custom.rego"), []byte(customPolicy), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			e, err := New(Config{Policies: []string{dir}, Allow: patterns(n)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := e.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { e.Stop(context.Background()) })
+			floor := newOPAFloor(b, "data.regate.network.decision", customPolicy,
+				map[string]any{"regate": map[string]any{"allow": allow}})
+			attempt := &Attempt{Labels: map[string]string{"team": "build", "repo": "regate"}}
+			compareCost(b, e, func(i int) Input {
+				return Input{Host: hosts[i%len(hosts)], Port: 80, Scheme: SchemeHTTP, Method: "GET",
+					Path: fmt.Sprintf("/api/v1/items/%d", i), AttemptID: "a1", Attempt: attempt}
+			}, floor)
+		})
+	}
+}
