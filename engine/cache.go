@@ -106,7 +106,6 @@ var allFields = inputFields{all: true}
 
 func (f inputFields) has(name string) bool { return f.all || f.fields[name] }
 
-
 // cacheKey encodes the fields of in that the policy reads.
 func (f inputFields) cacheKey(in *Input) string {
 	b := make([]byte, 0, 96)
