@@ -222,10 +222,11 @@ func BenchmarkDecideCost(b *testing.B) {
 // default policy with 10,000 patterns and the decision cache on, for four
 // one-second windows; the second and the fourth start with a write, which
 // empties the cache. It reports the p99 of the windows without a write and
-// with one, their ratio, and the evaluations each write caused (one per
-// destination when concurrent misses share an evaluation).
+// with one, their ratio, the evaluations each write caused (one per
+// destination when concurrent misses share an evaluation) and the
+// decisions that failed closed (an evaluation past the decision timeout).
 func BenchmarkDecideAfterWrite(b *testing.B) {
-	const clients, window = 16, time.Second
+	const clients, length = 16, time.Second
 	e := benchEngine(b, 10000, nil, false)
 	hosts := make([]string, 64)
 	for i := range hosts {
@@ -233,53 +234,71 @@ func BenchmarkDecideAfterWrite(b *testing.B) {
 	}
 	ctx := context.Background()
 	for b.Loop() {
-		var steady, written []time.Duration
-		var evaluations float64
+		var steady, written window
 		for w := range 4 {
-			before := testutil.ToFloat64(e.metrics.cacheMisses)
-			if w%2 == 1 {
-				if err := storage.WriteOne(ctx, e.Store(), storage.AddOp, storage.MustParsePath(fmt.Sprintf("/regate/allow/w%d.test", w)), true); err != nil {
-					b.Fatal(err)
-				}
+			if w%2 == 0 {
+				steady.run(b, e, clients, length, hosts)
+				continue
 			}
-			took := decideFor(b, e, clients, window, hosts)
-			if w%2 == 1 {
-				written = append(written, took...)
-				evaluations += testutil.ToFloat64(e.metrics.cacheMisses) - before
-			} else {
-				steady = append(steady, took...)
+			if err := storage.WriteOne(ctx, e.Store(), storage.AddOp, storage.MustParsePath(fmt.Sprintf("/regate/allow/w%d.test", w)), true); err != nil {
+				b.Fatal(err)
 			}
+			written.run(b, e, clients, length, hosts)
 		}
-		slices.Sort(steady)
-		slices.Sort(written)
-		p99 := func(d []time.Duration) float64 { return float64(d[len(d)*99/100].Nanoseconds()) }
-		b.ReportMetric(p99(steady), "steady-p99-ns")
-		b.ReportMetric(p99(written), "write-p99-ns")
-		b.ReportMetric(p99(written)/p99(steady), "p99-ratio")
-		b.ReportMetric(evaluations/2, "evaluations/write")
+		b.ReportMetric(steady.p99(), "steady-p99-ns")
+		b.ReportMetric(written.p99(), "write-p99-ns")
+		b.ReportMetric(written.p99()/steady.p99(), "p99-ratio")
+		b.ReportMetric(written.evaluations/2, "evaluations/write")
+		b.ReportMetric(float64(steady.failed+written.failed), "failed-closed")
 	}
 }
 
-// decideFor runs clients goroutines deciding hosts in turn for d, and
-// returns every decision's duration.
-func decideFor(b *testing.B, e *Engine, clients int, d time.Duration, hosts []string) []time.Duration {
+// window is what the decisions of one or more windows took.
+type window struct {
+	took        []time.Duration
+	evaluations float64
+	failed      int
+}
+
+func (w *window) p99() float64 {
+	slices.Sort(w.took)
+	return float64(w.took[len(w.took)*99/100].Nanoseconds())
+}
+
+// run has clients goroutines decide hosts in turn, all in the same order
+// (a new commit finds them asking the same questions at once), for d and
+// adds their
+// durations, the evaluations and the decisions that failed closed to w.
+func (w *window) run(b *testing.B, e *Engine, clients int, d time.Duration, hosts []string) {
 	b.Helper()
+	hits := testutil.ToFloat64(e.metrics.cacheHits)
 	stop := time.Now().Add(d)
-	out := make([][]time.Duration, clients)
+	took := make([][]time.Duration, clients)
+	failed := make([]int, clients)
 	var wg sync.WaitGroup
 	for c := range clients {
 		wg.Go(func() {
-			for i := c; time.Now().Before(stop); i++ {
+			for i := 0; time.Now().Before(stop); i++ {
 				in := Input{Host: hosts[i%len(hosts)], Port: 443, Scheme: SchemeHTTPS, Method: MethodConnect}
 				t0 := time.Now()
-				if d, err := e.Decide(context.Background(), in); err != nil || !d.Allow {
-					b.Errorf("decision %+v, %v", d, err)
+				d, err := e.Decide(context.Background(), in)
+				took[c] = append(took[c], time.Since(t0))
+				switch {
+				case err != nil:
+					failed[c]++
+				case !d.Allow:
+					b.Errorf("decision %+v", d)
 					return
 				}
-				out[c] = append(out[c], time.Since(t0))
 			}
 		})
 	}
 	wg.Wait()
-	return slices.Concat(out...)
+	all := slices.Concat(took...)
+	w.took = append(w.took, all...)
+	// Every decision not served by the cache or a shared evaluation.
+	w.evaluations += float64(len(all)) - (testutil.ToFloat64(e.metrics.cacheHits) - hits)
+	for _, n := range failed {
+		w.failed += n
+	}
 }

@@ -160,6 +160,10 @@ func (e *Engine) evaluate(ctx context.Context, in *Input, ndbc builtins.NDBCache
 	// key meanwhile wait for its answer (cache.go, Filling the cache).
 	evaluated := false
 	v, err, _ := cache.flight.Do(key, func() (any, error) {
+		if hit, ok := cache.get(key); ok {
+			// Filled by an evaluation that ended since this caller looked.
+			return evaluation{d: hit.d, raw: hit.raw}, nil
+		}
 		evaluated = true
 		e.metrics.cacheMisses.Inc()
 		// Not cut short when this caller goes away: others may be waiting.
