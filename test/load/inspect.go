@@ -228,6 +228,6 @@ func runInspect(ctx context.Context, o options, e *env, rep *report, progress io
 	if err != nil {
 		return err
 	}
-	rep.addLatency("inspect", "new CONNECT + TLS + GET to response", lat, o.samples, goalInspectSetup)
+	rep.addLatency("inspect", "new CONNECT + TLS + GET to response", lat, o.samples, goalInspectSetup, goal{})
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/regate/regate/internal/isolate"
@@ -37,16 +38,22 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if builtRegate.path != "" {
+		_ = os.RemoveAll(filepath.Dir(builtRegate.path))
+	}
+	os.Exit(code)
 }
 
 // TestRunJSON runs the tool as `go run ./test/load -json` would, against
-// direct and the in-process regate, and checks that every row is there,
-// that every request succeeded and that every decision was logged. No
-// timing is asserted.
+// direct, `regate serve` (built once for the package's tests), the relay
+// and the in-process regate, and checks that every row is there, that
+// every request succeeded and that every decision was logged. No timing
+// is asserted.
 func TestRunJSON(t *testing.T) {
+	bin := buildRegate(t)
 	var stdout, stderr bytes.Buffer
-	args := append([]string{"-json", "-squid", "off"}, tinyArgs...)
+	args := append([]string{"-json", "-squid", "off", "-binary", bin}, tinyArgs...)
 	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
@@ -54,13 +61,19 @@ func TestRunJSON(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 		t.Fatalf("decoding the JSON line %q: %v", stdout.String(), err)
 	}
-	checkReport(t, &rep, []string{targetDirect, targetRegate, targetRelay})
+	checkReport(t, &rep, []string{targetDirect, targetRegateBin, targetRelay, targetRegate})
 	if rep.SquidSkipped == "" {
 		t.Error("squid neither measured nor reported skipped")
+	}
+	if strings.Join(rep.Served, ",") != targetRegateBin {
+		t.Errorf("served targets %v, want %s", rep.Served, targetRegateBin)
 	}
 	st := rep.DecisionLog[targetRegate]
 	if st.Lines == 0 || float64(st.Lines) != st.Decisions || st.Dropped != 0 {
 		t.Errorf("decision log %+v: want one line per decision, none dropped", st)
+	}
+	if st := rep.DecisionLog[targetRegateBin]; st.Lines == 0 {
+		t.Errorf("regate serve logged no decision: %+v", st)
 	}
 	for _, w := range wantRows {
 		if !strings.Contains(stderr.String(), titleOf(&rep, w)) {
@@ -69,7 +82,9 @@ func TestRunJSON(t *testing.T) {
 	}
 }
 
-// TestSquidBaseline runs the workloads against Squid too, when installed.
+// TestSquidBaseline runs the workloads against Squid too, when installed:
+// the served binary has its ratio against Squid and the relay on every
+// row, and the goals judge it alone.
 func TestSquidBaseline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts squid")
@@ -77,7 +92,8 @@ func TestSquidBaseline(t *testing.T) {
 	if _, err := findSquid("auto"); err != nil {
 		testenv.Skip(t, "%v", err)
 	}
-	o, err := parseFlags(tinyArgs, io.Discard)
+	bin := buildRegate(t)
+	o, err := parseFlags(append([]string{"-binary", bin}, tinyArgs...), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,54 +101,63 @@ func TestSquidBaseline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkReport(t, rep, []string{targetDirect, targetRegate, targetSquid, targetRelay})
+	checkReport(t, rep, []string{targetDirect, targetRegateBin, targetSquid, targetRelay, targetRegate})
 	if rep.Squid == "" || rep.SquidAccessLogLines == 0 {
 		t.Errorf("squid version %q, access log lines %d", rep.Squid, rep.SquidAccessLogLines)
 	}
 	for _, w := range rep.Rows {
-		if _, ok := w.VsSquid[targetRegate]; !ok {
-			t.Errorf("%s: no regate/squid ratio", w.ID)
+		for _, name := range []string{targetRegateBin, targetRegate} {
+			if _, ok := w.VsSquid[name]; !ok {
+				t.Errorf("%s: no %s/squid ratio", w.ID, name)
+			}
 		}
-		if _, ok := w.VsRelay[targetRegate]; !ok && strings.HasPrefix(w.ID, "connect-") {
-			t.Errorf("%s: no regate/relay ratio", w.ID)
+		if _, ok := w.VsRelay[targetRegateBin]; !ok && strings.HasPrefix(w.ID, "connect-") {
+			t.Errorf("%s: no serve/relay ratio", w.ID)
+		}
+		if _, judged := w.GoalMet[targetRegateBin]; w.Goal != "" && !judged {
+			t.Errorf("%s: goal %q does not judge the served binary", w.ID, w.Goal)
+		}
+		if _, judged := w.GoalMet[targetRegate]; judged {
+			t.Errorf("%s: goal %q judges the in-process diagnostic", w.ID, w.Goal)
 		}
 	}
 }
 
-// buildRegate builds the regate binary into a temporary directory.
+// builtRegate is the regate binary the package's tests share, built once.
+var builtRegate struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildRegate builds the regate binary into a temporary directory, once
+// for the package's tests.
 func buildRegate(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds regate")
 	}
-	bin := filepath.Join(t.TempDir(), "regate")
-	args := []string{"build", "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race") // shares the build cache with test/e2e
+	b := &builtRegate
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "regate-load-test-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, "regate")
+		args := []string{"build", "-o", b.path}
+		if raceEnabled {
+			args = append(args, "-race") // shares the build cache with test/e2e
+		}
+		out, err := exec.Command("go", append(args, "github.com/regate/regate/cmd/regate")...).CombinedOutput()
+		if err != nil {
+			b.err = fmt.Errorf("building regate: %w\n%s", err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	build := exec.Command("go", append(args, "github.com/regate/regate/cmd/regate")...)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building regate: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// TestBinaryTarget measures `regate serve` from a freshly built binary
-// beside the in-process proxy.
-func TestBinaryTarget(t *testing.T) {
-	bin := buildRegate(t)
-	o, err := parseFlags(append([]string{"-squid", "off", "-relay=false", "-binary", bin}, tinyArgs...), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := measure(context.Background(), o, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkReport(t, rep, []string{targetDirect, targetRegate, targetRegateBin})
-	if st := rep.DecisionLog[targetRegateBin]; st.Lines == 0 {
-		t.Errorf("regate serve logged no decision: %+v", st)
-	}
+	return b.path
 }
 
 // TestTransparent runs the transparent workload with a freshly built
@@ -382,7 +407,7 @@ func benchEnv(b *testing.B) (*upstream, []target) {
 		b.Fatal(err)
 	}
 	b.Cleanup(u.close)
-	r, err := startInProcess(context.Background(), b.TempDir())
+	r, err := startInProcess(context.Background(), b.TempDir(), policyPatterns(1000))
 	if err != nil {
 		b.Fatal(err)
 	}

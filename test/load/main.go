@@ -85,6 +85,8 @@ type options struct {
 	cpuProfile string
 	keep       bool // keep the temporary directory
 	relay      bool // measure the reference CONNECT relay
+	inProcess  bool // also measure regate in this process (a diagnostic)
+	patterns   int  // allow-list patterns of the proxy workloads' regate
 	parentPin  bool // pin the upstream name in regate chained to Squid
 	workloads  map[string]bool
 }
@@ -128,9 +130,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.bodySize, "body", 128, "GET response body bytes")
 	fs.StringVar(&o.squid, "squid", "auto", "squid binary: auto (PATH, /usr/sbin), off, or a path")
 	fs.StringVar(&o.mitmproxy, "mitmproxy", "auto", "mitmdump binary, the inspect workload's baseline: auto (PATH), off, or a path")
-	fs.Var(&o.binaries, "binary", "also measure `regate serve` from a built binary, [NAME=]PATH (repeatable, to compare builds); the first also runs the transparent workload's sandbox and is the parent and inspect workloads' regate")
+	fs.Var(&o.binaries, "binary", "measure `regate serve` from this built binary, [NAME=]PATH (repeatable, to compare builds; default: built from this module into a temporary directory); the first also runs the transparent workload's sandbox and is the parent and inspect workloads' regate")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON line on stdout (the table goes to stderr)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (in-process regate, clients, upstream)")
+	fs.BoolVar(&o.inProcess, "inprocess", true, "also measure regate in this tool's process (a diagnostic column: it shares the scheduler with the clients and the upstream)")
+	fs.IntVar(&o.patterns, "patterns", 1000, "allow-list patterns of the proxy workloads' regate (the embedded default policy; the upstream's name among them)")
 	fs.BoolVar(&o.relay, "relay", true, "also measure a minimal splice relay on the CONNECT rows (the cost of the extra hop)")
 	fs.BoolVar(&o.parentPin, "parent-pin", true, "parent workload: pin the upstream name in regate chained to Squid, as Squid pins it; false: regate looks it up locally on every request first (it fails; Squid resolves it)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, squid.conf)")
@@ -149,7 +153,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		o.workloads[w] = true
 	}
-	for name, v := range map[string]int{"-rounds": o.rounds, "-c": o.clients, "-bulk": o.bulkMiB, "-isolate-bulk": o.isolateMiB, "-inspect-bulk": o.inspectMiB, "-n": o.samples} {
+	for name, v := range map[string]int{"-rounds": o.rounds, "-c": o.clients, "-bulk": o.bulkMiB, "-isolate-bulk": o.isolateMiB, "-inspect-bulk": o.inspectMiB, "-n": o.samples, "-patterns": o.patterns} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: want at least 1", name, v))
 		}

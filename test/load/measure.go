@@ -40,6 +40,9 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	if err == nil && o.relay && o.proxyWorkloads() {
 		err = e.addRelay()
 	}
+	if err == nil && o.inProcess && o.proxyWorkloads() {
+		err = e.addInProcess(ctx, o, dir, progress)
+	}
 	if err == nil && o.workloads[workloadParent] {
 		err = e.addParent(ctx, o, dir, rep, progress)
 	}
@@ -57,6 +60,11 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	if err != nil {
 		return nil, err
 	}
+	for _, t := range e.targets {
+		if t.served {
+			rep.Served = append(rep.Served, t.name)
+		}
+	}
 	for _, t := range slices.Concat(e.targets, e.parent, e.sandbox, e.inspect) {
 		if !slices.Contains(rep.Targets, t.name) { // direct and squid may be in several
 			rep.Targets = append(rep.Targets, t.name)
@@ -69,8 +77,8 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	return rep, nil
 }
 
-// setUp starts the upstream and, for the proxy workloads, regate
-// in-process and the regate binaries, and Squid for them or the parent
+// setUp starts the upstream and, for the proxy workloads, the served
+// regate binaries, and Squid for them or the parent
 // workload; e.stops undoes whatever was started, even on error.
 func setUp(ctx context.Context, o options, dir string, rep *report, progress io.Writer) (*env, error) {
 	e := &env{}
@@ -82,7 +90,7 @@ func setUp(ctx context.Context, o options, dir string, rep *report, progress io.
 	e.stops = append(e.stops, func(*report) { u.close() })
 	e.targets = append(e.targets, target{name: targetDirect})
 	if o.proxyWorkloads() {
-		if err := e.addRegates(ctx, o, dir, progress); err != nil {
+		if err := e.addRegates(o, dir); err != nil {
 			return e, err
 		}
 	}
@@ -92,9 +100,38 @@ func setUp(ctx context.Context, o options, dir string, rep *report, progress io.
 	return e, nil
 }
 
-// addRegates adds regate in-process and the regate binaries as targets.
-func (e *env) addRegates(ctx context.Context, o options, dir string, progress io.Writer) error {
-	r, err := startInProcess(ctx, dir)
+// addRegates adds `regate serve` from each -binary, else from one built
+// from this module, as the first targets after direct: each with the
+// allow list of o.patterns patterns and its decision log.
+func (e *env) addRegates(o options, dir string) error {
+	bins := o.binaries
+	if len(bins) == 0 {
+		path, err := regateBinary(o, dir)
+		if err != nil {
+			return err
+		}
+		bins = binaries{{name: targetRegateBin, path: path}}
+	}
+	cfg, err := servedConfig(dir, o.patterns)
+	if err != nil {
+		return err
+	}
+	for _, bin := range bins {
+		b, err := startBinary(bin.path, bin.name, dir, []string{"--config", cfg})
+		if err != nil {
+			return err
+		}
+		e.targets = append(e.targets, target{name: bin.name, proxyAddr: b.addr, served: true})
+		e.stops = append(e.stops, func(rep *report) { rep.DecisionLog[bin.name] = b.stop() })
+	}
+	return nil
+}
+
+// addInProcess adds regate in this process, a diagnostic: the same
+// policy as the served targets, sharing this process's scheduler with
+// the clients and the upstream.
+func (e *env) addInProcess(ctx context.Context, o options, dir string, progress io.Writer) error {
+	r, err := startInProcess(ctx, dir, policyPatterns(o.patterns))
 	if err != nil {
 		return err
 	}
@@ -106,14 +143,6 @@ func (e *env) addRegates(ctx context.Context, o options, dir string, progress io
 			fmt.Fprintln(progress, "stopping in-process regate:", err)
 		}
 	})
-	for _, bin := range o.binaries {
-		b, err := startBinary(bin.path, bin.name, dir, pinnedPolicy)
-		if err != nil {
-			return err
-		}
-		e.targets = append(e.targets, target{name: bin.name, proxyAddr: b.addr})
-		e.stops = append(e.stops, func(rep *report) { rep.DecisionLog[bin.name] = b.stop() })
-	}
 	return nil
 }
 
@@ -169,9 +198,10 @@ func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress 
 	get := []struct {
 		id, title string
 		run       func(target, *upstream, int, time.Duration) sample
+		goal      goal
 	}{
-		{"keepalive", fmt.Sprintf("keep-alive GET, %d clients", o.clients), keepAlive},
-		{"newconn", fmt.Sprintf("new-connection GET, %d clients", o.clients), newConnection},
+		{"keepalive", fmt.Sprintf("keep-alive GET, %d clients", o.clients), keepAlive, goalKeepAlive},
+		{"newconn", fmt.Sprintf("new-connection GET, %d clients", o.clients), newConnection, goalNewConn},
 	}
 	for _, w := range get {
 		if !o.workloads[w.id] {
@@ -186,7 +216,7 @@ func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress 
 		if err != nil {
 			return err
 		}
-		rep.addRate(w.id, w.title, "req/s", samples, perSecond, goalGET, progress)
+		rep.addRate(w.id, w.title, "req/s", samples, perSecond, w.goal, progress)
 	}
 	size := int64(o.bulkMiB) << 20
 	bulk := []struct {
@@ -211,7 +241,7 @@ func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress 
 		if err != nil {
 			return err
 		}
-		rep.addLatency("connect", "new CONNECT to first echo", lat, o.samples, goal{})
+		rep.addLatency("connect", "new CONNECT to first echo", lat, o.samples, goalSetupP50, goalSetupP99)
 	}
 	if len(e.parent) > 0 {
 		if err := runParent(ctx, o, e, rep, progress); err != nil {

@@ -98,7 +98,7 @@ func runParent(ctx context.Context, o options, e *env, rep *report, progress io.
 	if err != nil {
 		return err
 	}
-	rep.addLatency("parent-connect", "via Squid: new CONNECT to first echo", lat, o.samples, goal{})
+	rep.addLatency("parent-connect", "via Squid: new CONNECT to first echo", lat, o.samples, goal{}, goal{})
 	if !o.parentPin {
 		rep.ParentLookup = localLookup(ctx, min(o.samples, 100))
 	}

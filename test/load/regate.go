@@ -46,8 +46,14 @@ type inProcess struct {
 	done    chan error
 }
 
-func startInProcess(ctx context.Context, dir string) (*inProcess, error) {
-	return startInProcessChained(ctx, dir, "regate", nil, true)
+// startInProcess starts regate in-process allowing the patterns of allow
+// (upstreamName among them), the name pinned.
+func startInProcess(ctx context.Context, dir string, allow []string) (*inProcess, error) {
+	pcfg := proxy.Config{
+		AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Hosts:      map[string][]netip.Addr{upstreamName: {netip.MustParseAddr("127.0.0.1")}},
+	}
+	return startInProcessWith(ctx, dir, "in-process", engine.Config{Allow: allow}, pcfg)
 }
 
 // startInProcessChained starts regate in-process with its decision log in

@@ -15,9 +15,12 @@ const upstreamName = "upstream.load.test"
 
 // Target names, in table order.
 const (
-	targetDirect    = "direct"
-	targetRegate    = "regate"
-	targetRegateBin = "regate-bin"
+	targetDirect = "direct"
+	// targetRegateBin is `regate serve` as its own process, the headline;
+	// targetRegate is regate in this tool's process (a diagnostic: it
+	// shares the scheduler with the clients and the upstream).
+	targetRegateBin = "serve"
+	targetRegate    = "in-process"
 	targetSquid     = "squid"
 	targetRelay     = "relay"
 	// The sandbox's paths: CONNECT through the HTTP proxy variable, and a
@@ -38,6 +41,7 @@ type target struct {
 	proxyAuth  string // Proxy-Authorization of a CONNECT, "" for none
 	byName     bool   // direct to upstreamName, not 127.0.0.1 (the sandbox resolves it)
 	tunnelOnly bool   // serves CONNECT only (the reference relay)
+	served     bool   // `regate serve` as its own process: the goals judge it
 	inner      *inner // the client process that runs this target's workloads (transparent)
 	tls        *tlsPath
 }
