@@ -107,7 +107,7 @@ func (c *inspectCerts) regatePaths(name, addr string, u *upstream) []target {
 func (e *env) addInspect(ctx context.Context, o options, dir string, rep *report, progress io.Writer) error {
 	certs, err := newInspectCerts(dir)
 	if err == nil {
-		err = e.u.startTLS(certs.upstreamLeaf)
+		e.u.httpsPort, err = e.u.startTLS(certs.upstreamLeaf)
 	}
 	if err != nil {
 		return err
@@ -124,7 +124,7 @@ func (e *env) addInspect(ctx context.Context, o options, dir string, rep *report
 	if err != nil {
 		return err
 	}
-	b, err := startBinary(bin, name+"-inspect", dir, append(inspectPolicy(certs.upstreamFile, certs.caCert, certs.caKey), secret...))
+	b, err := startBinary(bin, name+"-inspect", dir, false, append(inspectPolicy(certs.upstreamFile, certs.caCert, certs.caKey), secret...))
 	if err != nil {
 		return err
 	}

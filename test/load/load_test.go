@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/regate/regate/internal/isolate"
 )
@@ -82,44 +83,106 @@ func TestRunJSON(t *testing.T) {
 	}
 }
 
-// TestSquidBaseline runs the workloads against Squid too, when installed:
-// the served binary has its ratio against Squid and the relay on every
-// row, and the goals judge it alone.
-func TestSquidBaseline(t *testing.T) {
+// TestBaselines runs every workload of the proxies side by side at a
+// small scale with a freshly built regate: against Squid, the relay,
+// wrk (its keep-alive GETs against direct, `regate serve` and Squid),
+// microsocks (SOCKS5 new connections and bulk), a new CONNECT with a TLS
+// handshake, the resident size per idle connection and per idle tunnel
+// of `regate serve` and of Squid, and startup (timed by the tool itself,
+// as where hyperfine is not installed). Every row must be there with
+// its figures, without errors, the served binary's ratios against its
+// baselines given and judged by the row's goal (the in-process
+// diagnostic is not judged); squid, wrk and microsocks are required (CI
+// installs them). No timing or size is asserted.
+func TestBaselines(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts squid")
+	}
+	for _, tool := range []string{"wrk", "microsocks"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Skip(t, "%s not installed", tool)
+		}
 	}
 	if _, err := findSquid("auto"); err != nil {
 		testenv.Skip(t, "%v", err)
 	}
 	bin := buildRegate(t)
-	o, err := parseFlags(append([]string{"-binary", bin}, tinyArgs...), io.Discard)
+	args := append([]string{"-binary", bin}, tinyArgs...)
+	args = append(args, "-patterns", "100", "-wrk-c", "2", "-mem-n", "20", "-mem-settle", "0s", "-startup-runs", "1", "-startup-patterns", "100",
+		"-hyperfine", "off", "-w", "keepalive,newconn,wrk,connect-up,connect-down,latency,connect-tls,socks-newconn,socks-up,socks-down,memory,startup")
+	o, err := parseFlags(args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := measure(context.Background(), o, io.Discard)
+	rep, err := measure(context.Background(), o, tLog{t})
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkReport(t, rep, []string{targetDirect, targetRegateBin, targetSquid, targetRelay, targetRegate})
 	if rep.Squid == "" || rep.SquidAccessLogLines == 0 {
 		t.Errorf("squid version %q, access log lines %d", rep.Squid, rep.SquidAccessLogLines)
 	}
-	for _, w := range rep.Rows {
-		for _, name := range []string{targetRegateBin, targetRegate} {
-			if _, ok := w.VsSquid[name]; !ok {
-				t.Errorf("%s: no %s/squid ratio", w.ID, name)
+	if rep.Wrk == "" || rep.Microsocks == "" || rep.StartupRunHow == "" {
+		t.Errorf("wrk %q, microsocks %q, startup timed by %q", rep.Wrk, rep.Microsocks, rep.StartupRunHow)
+	}
+	get := []string{targetDirect, targetRegateBin, targetSquid, targetRegate}
+	tunnels := []string{targetDirect, targetRegateBin, targetSquid, targetRelay, targetRegate}
+	socks := []string{targetDirect, targetRegateBin, targetRelay, targetRegate, targetMicrosocks}
+	footprint := []string{targetRegateBin, targetSquid}
+	want := []struct {
+		id       string
+		measured []string
+		base     string // the served binary's baseline
+	}{
+		{"keepalive", get, targetSquid},
+		{"newconn", get, targetSquid},
+		{"wrk-keepalive", []string{targetDirect, targetRegateBin, targetSquid}, targetSquid},
+		{"connect-up", tunnels, targetRelay},
+		{"connect-down", tunnels, targetRelay},
+		{"connect-p50", tunnels, targetSquid},
+		{"connect-p99", tunnels, targetSquid},
+		{"connect-tls-p50", tunnels, targetSquid},
+		{"connect-tls-p99", tunnels, targetSquid},
+		{"socks-newconn", slices.DeleteFunc(slices.Clone(socks), func(n string) bool { return n == targetRelay }), targetMicrosocks},
+		{"socks-up", socks, targetRelay},
+		{"socks-down", socks, targetRelay},
+		{"memory-keepalive", footprint, targetSquid},
+		{"memory-tunnel", footprint, targetSquid},
+		{"startup-run", []string{targetRegateBin}, ""},
+		{"startup-serve", []string{targetRegateBin}, ""},
+	}
+	var ids, wantIDs []string
+	for _, w := range want {
+		wantIDs = append(wantIDs, w.id)
+	}
+	for i, w := range rep.Rows {
+		ids = append(ids, w.ID)
+		if i >= len(want) || want[i].id != w.ID {
+			continue
+		}
+		for _, name := range want[i].measured {
+			v, ok := w.Values[name]
+			memory := strings.HasPrefix(w.ID, "memory-") // it may shrink between two readings
+			if !ok || !memory && v <= 0 || w.Errors[name] > 0 {
+				t.Errorf("%s, %s: value %v (%v), %d errors, first: %s", w.ID, name, v, ok, w.Errors[name], w.FirstErrors[name])
 			}
 		}
-		if _, ok := w.VsRelay[targetRegateBin]; !ok && strings.HasPrefix(w.ID, "connect-") {
-			t.Errorf("%s: no serve/relay ratio", w.ID)
+		if len(w.Values) != len(want[i].measured) {
+			t.Errorf("%s: values %v, want only %v", w.ID, w.Values, want[i].measured)
 		}
-		if _, judged := w.GoalMet[targetRegateBin]; w.Goal != "" && !judged {
+		if base := want[i].base; base != "" {
+			if _, ok := w.compare(targetRegateBin, base); !ok {
+				t.Errorf("%s: no serve/%s ratio", w.ID, base)
+			}
+		}
+		if _, judged := w.GoalMet[targetRegateBin]; !judged {
 			t.Errorf("%s: goal %q does not judge the served binary", w.ID, w.Goal)
 		}
 		if _, judged := w.GoalMet[targetRegate]; judged {
 			t.Errorf("%s: goal %q judges the in-process diagnostic", w.ID, w.Goal)
 		}
+	}
+	if strings.Join(ids, ",") != strings.Join(wantIDs, ",") {
+		t.Errorf("rows %v, want %v", ids, wantIDs)
 	}
 }
 
@@ -128,6 +191,15 @@ var builtRegate struct {
 	once sync.Once
 	path string
 	err  error
+}
+
+// tLog writes the tool's progress lines to the test's log.
+type tLog struct{ t *testing.T }
+
+func (l tLog) Write(b []byte) (int, error) {
+	l.t.Helper()
+	l.t.Log(time.Now().Format("15:04:05.000"), strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
 }
 
 // buildRegate builds the regate binary into a temporary directory, once
@@ -509,7 +581,7 @@ func BenchmarkInspect(b *testing.B) {
 	dir := b.TempDir()
 	certs, err := newInspectCerts(dir)
 	if err == nil {
-		err = u.startTLS(certs.upstreamLeaf)
+		u.httpsPort, err = u.startTLS(certs.upstreamLeaf)
 	}
 	if err != nil {
 		b.Fatal(err)

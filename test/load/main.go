@@ -69,26 +69,35 @@ func main() {
 
 // options are the command-line settings.
 type options struct {
-	duration   time.Duration // one target, one round of a GET workload
-	warmup     time.Duration // one target, before the GET rounds
-	rounds     int           // interleaved rounds per workload
-	clients    int           // concurrent GET clients
-	bulkMiB    int           // bytes per CONNECT transfer, MiB
-	isolateMiB int           // bytes per sandbox transfer, MiB
-	inspectMiB int           // bytes per inspected download, MiB
-	samples    int           // CONNECT setup samples per target
-	bodySize   int           // GET response body
-	squid      string        // auto, off or a path
-	mitmproxy  string        // auto, off or a path of mitmdump
-	binaries   binaries      // regate binaries to also measure
-	jsonOut    bool
-	cpuProfile string
-	keep       bool // keep the temporary directory
-	relay      bool // measure the reference CONNECT relay
-	inProcess  bool // also measure regate in this process (a diagnostic)
-	patterns   int  // allow-list patterns of the proxy workloads' regate
-	parentPin  bool // pin the upstream name in regate chained to Squid
-	workloads  map[string]bool
+	duration        time.Duration // one target, one round of a GET workload
+	warmup          time.Duration // one target, before the GET rounds
+	rounds          int           // interleaved rounds per workload
+	clients         int           // concurrent GET clients
+	bulkMiB         int           // bytes per CONNECT transfer, MiB
+	isolateMiB      int           // bytes per sandbox transfer, MiB
+	inspectMiB      int           // bytes per inspected download, MiB
+	samples         int           // CONNECT setup samples per target
+	bodySize        int           // GET response body
+	squid           string        // auto, off or a path
+	mitmproxy       string        // auto, off or a path of mitmdump
+	binaries        binaries      // regate binaries to also measure
+	jsonOut         bool
+	cpuProfile      string
+	keep            bool          // keep the temporary directory
+	relay           bool          // measure the reference CONNECT relay
+	inProcess       bool          // also measure regate in this process (a diagnostic)
+	patterns        int           // allow-list patterns of the proxy workloads' regate
+	wrk             string        // auto, off or a path of wrk
+	wrkConns        int           // wrk's connections
+	wrkDuration     time.Duration // one wrk round per target
+	microsocks      string        // auto, off or a path of microsocks
+	memConns        int           // idle connections of the memory workload
+	memSettle       time.Duration // how long a proxy is left alone before its size is read
+	hyperfine       string        // auto, off or a path of hyperfine
+	startupRuns     int           // runs of each startup figure
+	startupPatterns int           // allow-list patterns of the served startup
+	parentPin       bool          // pin the upstream name in regate chained to Squid
+	workloads       map[string]bool
 }
 
 // workloadTransparent measures the sandbox of `regate run --isolate`;
@@ -98,21 +107,31 @@ const (
 	workloadTransparent = "transparent"
 	workloadParent      = "parent"
 	workloadInspect     = "inspect"
+	workloadMemory      = "memory"
+	workloadStartup     = "startup"
 )
 
 // workloadNames are the -w values, in run order.
-var workloadNames = []string{"keepalive", "newconn", "connect-up", "connect-down", "latency", workloadParent, workloadTransparent, workloadInspect}
+var workloadNames = []string{"keepalive", "newconn", "wrk", "connect-up", "connect-down", "latency", "connect-tls",
+	"socks-newconn", "socks-up", "socks-down", workloadMemory, workloadStartup, workloadParent, workloadTransparent, workloadInspect}
 
 // proxyWorkloads reports whether a workload of the proxies side by side
-// (all but parent, transparent and inspect, which start their own) is to
-// run.
+// (all but memory, startup, parent, transparent and inspect, which start
+// their own) is to run.
 func (o options) proxyWorkloads() bool {
 	for w := range o.workloads {
-		if w != workloadTransparent && w != workloadParent && w != workloadInspect {
+		switch w {
+		case workloadMemory, workloadStartup, workloadTransparent, workloadParent, workloadInspect:
+		default:
 			return true
 		}
 	}
 	return false
+}
+
+// socksWorkloads reports whether a SOCKS5 workload is to run.
+func (o options) socksWorkloads() bool {
+	return o.workloads["socks-newconn"] || o.workloads["socks-up"] || o.workloads["socks-down"]
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -135,6 +154,15 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (in-process regate, clients, upstream)")
 	fs.BoolVar(&o.inProcess, "inprocess", true, "also measure regate in this tool's process (a diagnostic column: it shares the scheduler with the clients and the upstream)")
 	fs.IntVar(&o.patterns, "patterns", 1000, "allow-list patterns of the proxy workloads' regate (the embedded default policy; the upstream's name among them)")
+	fs.StringVar(&o.wrk, "wrk", "auto", "wrk binary, the external client of the wrk workload: auto (PATH), off, or a path")
+	fs.IntVar(&o.wrkConns, "wrk-c", 32, "wrk's connections (2 threads)")
+	fs.DurationVar(&o.wrkDuration, "wrk-d", time.Second, "one wrk round per target (whole seconds)")
+	fs.StringVar(&o.microsocks, "microsocks", "auto", "microsocks binary, the SOCKS5 workloads' baseline: auto (PATH), off, or a path")
+	fs.IntVar(&o.memConns, "mem-n", 10000, "idle connections (and tunnels) of the memory workload")
+	fs.DurationVar(&o.memSettle, "mem-settle", time.Second, "memory workload: how long a proxy is left alone before its resident size is read")
+	fs.StringVar(&o.hyperfine, "hyperfine", "auto", "hyperfine binary, which times `regate run -- true`: auto (PATH; else this tool times it), off, or a path")
+	fs.IntVar(&o.startupRuns, "startup-runs", 20, "runs of each startup figure")
+	fs.IntVar(&o.startupPatterns, "startup-patterns", 10000, "allow-list patterns of the served binary whose readiness the startup workload times")
 	fs.BoolVar(&o.relay, "relay", true, "also measure a minimal splice relay on the CONNECT rows (the cost of the extra hop)")
 	fs.BoolVar(&o.parentPin, "parent-pin", true, "parent workload: pin the upstream name in regate chained to Squid, as Squid pins it; false: regate looks it up locally on every request first (it fails; Squid resolves it)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, squid.conf)")
@@ -153,13 +181,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		o.workloads[w] = true
 	}
-	for name, v := range map[string]int{"-rounds": o.rounds, "-c": o.clients, "-bulk": o.bulkMiB, "-isolate-bulk": o.isolateMiB, "-inspect-bulk": o.inspectMiB, "-n": o.samples, "-patterns": o.patterns} {
+	for name, v := range map[string]int{"-rounds": o.rounds, "-c": o.clients, "-bulk": o.bulkMiB, "-isolate-bulk": o.isolateMiB, "-inspect-bulk": o.inspectMiB, "-n": o.samples, "-patterns": o.patterns,
+		"-wrk-c": o.wrkConns, "-mem-n": o.memConns, "-startup-runs": o.startupRuns, "-startup-patterns": o.startupPatterns} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d: want at least 1", name, v))
 		}
 	}
-	if o.duration <= 0 || o.warmup < 0 || o.bodySize < 0 {
-		errs = append(errs, errors.New("-d must be positive, -warmup and -body not negative"))
+	if o.duration <= 0 || o.warmup < 0 || o.bodySize < 0 || o.wrkDuration <= 0 || o.memSettle < 0 {
+		errs = append(errs, errors.New("-d and -wrk-d must be positive, -warmup, -mem-settle and -body not negative"))
 	}
 	return o, errors.Join(errs...)
 }
@@ -171,6 +200,19 @@ type binarySpec struct{ name, path string }
 type binaries []binarySpec
 
 func (b *binaries) String() string { return fmt.Sprint(*b) }
+
+// names are the binaries' column names; with none, the one the tool
+// builds.
+func (b binaries) names() []string {
+	if len(b) == 0 {
+		return []string{targetRegateBin}
+	}
+	var out []string
+	for _, x := range b {
+		out = append(out, x.name)
+	}
+	return out
+}
 
 func (b *binaries) Set(v string) error {
 	name, path, ok := strings.Cut(v, "=")
@@ -186,7 +228,7 @@ func (b *binaries) Set(v string) error {
 		}
 	}
 	switch name {
-	case "", targetDirect, targetRegate, targetSquid, targetRelay, targetMitmproxy:
+	case "", targetDirect, targetRegate, targetSquid, targetRelay, targetMitmproxy, targetMicrosocks:
 		return fmt.Errorf("binary name %q is reserved", name)
 	}
 	*b = append(*b, binarySpec{name: name, path: path})

@@ -17,9 +17,11 @@ type env struct {
 	u       *upstream
 	squid   *squid // nil when not installed, off or not needed
 	targets []target
-	parent  []target // Squid and regate chained to it (parent workload only)
-	sandbox []target // the sandbox's paths (transparent workload only)
-	inspect []target // regate's tunnels and inspection, mitmproxy (inspect workload only)
+	socks   []target     // the SOCKS5 workloads' targets
+	tlsUp   *tlsUpstream // the connect-tls workload's TLS server
+	parent  []target     // Squid and regate chained to it (parent workload only)
+	sandbox []target     // the sandbox's paths (transparent workload only)
+	inspect []target     // regate's tunnels and inspection, mitmproxy (inspect workload only)
 	stops   []func(*report)
 }
 
@@ -43,6 +45,9 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	if err == nil && o.inProcess && o.proxyWorkloads() {
 		err = e.addInProcess(ctx, o, dir, progress)
 	}
+	if err == nil && o.socksWorkloads() {
+		err = e.addSocks(o, rep, progress)
+	}
 	if err == nil && o.workloads[workloadParent] {
 		err = e.addParent(ctx, o, dir, rep, progress)
 	}
@@ -60,17 +65,13 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range e.targets {
-		if t.served {
-			rep.Served = append(rep.Served, t.name)
-		}
-	}
-	for _, t := range slices.Concat(e.targets, e.parent, e.sandbox, e.inspect) {
+	rep.Served = o.binaries.names()
+	for _, t := range slices.Concat(e.targets, e.socks, e.parent, e.sandbox, e.inspect) {
 		if !slices.Contains(rep.Targets, t.name) { // direct and squid may be in several
 			rep.Targets = append(rep.Targets, t.name)
 		}
 	}
-	if err := runWorkloads(ctx, o, e, rep, progress); err != nil {
+	if err := runWorkloads(ctx, o, e, dir, rep, progress); err != nil {
 		return nil, err
 	}
 	rep.Targets = slices.DeleteFunc(rep.Targets, func(name string) bool { return !rep.measured(name) })
@@ -89,6 +90,11 @@ func setUp(ctx context.Context, o options, dir string, rep *report, progress io.
 	e.u = u
 	e.stops = append(e.stops, func(*report) { u.close() })
 	e.targets = append(e.targets, target{name: targetDirect})
+	if o.workloads["connect-tls"] {
+		if e.tlsUp, err = startTLSUpstream(u); err != nil {
+			return e, err
+		}
+	}
 	if o.proxyWorkloads() {
 		if err := e.addRegates(o, dir); err != nil {
 			return e, err
@@ -117,11 +123,11 @@ func (e *env) addRegates(o options, dir string) error {
 		return err
 	}
 	for _, bin := range bins {
-		b, err := startBinary(bin.path, bin.name, dir, []string{"--config", cfg})
+		b, err := startBinary(bin.path, bin.name, dir, true, []string{"--config", cfg})
 		if err != nil {
 			return err
 		}
-		e.targets = append(e.targets, target{name: bin.name, proxyAddr: b.addr, served: true})
+		e.targets = append(e.targets, target{name: bin.name, proxyAddr: b.addr, socksAddr: b.socksAddr, served: true})
 		e.stops = append(e.stops, func(rep *report) { rep.DecisionLog[bin.name] = b.stop() })
 	}
 	return nil
@@ -135,7 +141,7 @@ func (e *env) addInProcess(ctx context.Context, o options, dir string, progress 
 	if err != nil {
 		return err
 	}
-	e.targets = append(e.targets, target{name: targetRegate, proxyAddr: r.addr})
+	e.targets = append(e.targets, target{name: targetRegate, proxyAddr: r.addr, socksAddr: r.socksAddr})
 	e.stops = append(e.stops, func(rep *report) {
 		st, err := r.stop()
 		rep.DecisionLog[targetRegate] = st
@@ -158,7 +164,11 @@ func (e *env) addSquid(o options, dir string, rep *report, progress io.Writer) e
 		fmt.Fprintln(progress, rep.SquidSkipped)
 		return nil
 	}
-	s, err := startSquid(path, dir, []int{e.u.httpPort, e.u.echoPort, e.u.sinkPort, e.u.sourcePort})
+	ports := []int{e.u.httpPort, e.u.echoPort, e.u.sinkPort, e.u.sourcePort}
+	if e.tlsUp != nil {
+		ports = append(ports, e.tlsUp.port)
+	}
+	s, err := startSquid(path, dir, ports)
 	if err != nil {
 		return err
 	}
@@ -182,6 +192,41 @@ func (e *env) addRelay() error {
 	return nil
 }
 
+// addSocks makes the SOCKS5 workloads' targets: direct, the served
+// binaries' and the in-process regate's SOCKS5 listeners, microsocks
+// (where it is missing rep says why) and the CONNECT relay, in the order
+// of the proxy workloads.
+func (e *env) addSocks(o options, rep *report, progress io.Writer) error {
+	var ms *microsocks
+	if path, err := findMicrosocks(o.microsocks); err != nil {
+		rep.MicrosocksSkipped = "microsocks rows skipped: " + err.Error()
+		fmt.Fprintln(progress, rep.MicrosocksSkipped)
+	} else {
+		if ms, err = startMicrosocks(path); err != nil {
+			return err
+		}
+		rep.Microsocks = path
+		e.stops = append(e.stops, func(*report) { ms.stop() })
+	}
+	for _, t := range e.targets {
+		switch {
+		case t.direct(), t.tunnelOnly:
+		case t.socksAddr != "":
+			t = target{name: t.name, proxyAddr: t.socksAddr, socks: true, served: t.served}
+		default: // Squid
+			if ms != nil {
+				e.socks = append(e.socks, target{name: targetMicrosocks, proxyAddr: ms.addr, socks: true, socksIP: true})
+			}
+			continue
+		}
+		e.socks = append(e.socks, t)
+	}
+	if ms != nil && !slices.ContainsFunc(e.socks, func(t target) bool { return t.name == targetMicrosocks }) {
+		e.socks = append(e.socks, target{name: targetMicrosocks, proxyAddr: ms.addr, socks: true, socksIP: true})
+	}
+	return nil
+}
+
 // getTargets are the targets that serve plain HTTP.
 func (e *env) getTargets() []target {
 	var out []target
@@ -194,7 +239,7 @@ func (e *env) getTargets() []target {
 }
 
 // runWorkloads measures every workload on every target.
-func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress io.Writer) error {
+func runWorkloads(ctx context.Context, o options, e *env, dir string, rep *report, progress io.Writer) error {
 	get := []struct {
 		id, title string
 		run       func(target, *upstream, int, time.Duration) sample
@@ -217,6 +262,11 @@ func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress 
 			return err
 		}
 		rep.addRate(w.id, w.title, "req/s", samples, perSecond, w.goal, progress)
+	}
+	if o.workloads["wrk"] {
+		if err := runWrk(ctx, o, e, dir, rep, progress); err != nil {
+			return err
+		}
 	}
 	size := int64(o.bulkMiB) << 20
 	bulk := []struct {
@@ -242,6 +292,29 @@ func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress 
 			return err
 		}
 		rep.addLatency("connect", "new CONNECT to first echo", lat, o.samples, goalSetupP50, goalSetupP99)
+	}
+	if e.tlsUp != nil {
+		req := e.tlsUp.request()
+		lat, err := setupLatencies(ctx, e.targets, o.samples, func(t target) (time.Duration, error) { return e.tlsUp.firstByte(t, req) })
+		if err != nil {
+			return err
+		}
+		rep.addLatency("connect-tls", "new CONNECT + TLS handshake to first byte", lat, o.samples, goalTLSSetupP50, goalTLSSetupP99)
+	}
+	if len(e.socks) > 0 {
+		if err := runSocks(ctx, o, e, rep, progress); err != nil {
+			return err
+		}
+	}
+	if o.workloads[workloadMemory] {
+		if err := runMemory(ctx, o, e, dir, rep, progress); err != nil {
+			return err
+		}
+	}
+	if o.workloads[workloadStartup] {
+		if err := runStartup(ctx, o, dir, rep, progress); err != nil {
+			return err
+		}
 	}
 	if len(e.parent) > 0 {
 		if err := runParent(ctx, o, e, rep, progress); err != nil {

@@ -49,7 +49,7 @@ func (e *env) addParent(ctx context.Context, o options, dir string, rep *report,
 	if len(o.binaries) > 0 {
 		name = o.binaries[0].name
 	}
-	b, err := startBinary(bin, name+"-parent", dir, append(chainedPolicy(o.parentPin), "--upstream-proxy", parentURL))
+	b, err := startBinary(bin, name+"-parent", dir, false, append(chainedPolicy(o.parentPin), "--upstream-proxy", parentURL))
 	if err != nil {
 		return err
 	}

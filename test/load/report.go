@@ -21,6 +21,7 @@ type goal struct {
 	ratio  float64
 	added  float64
 	most   float64
+	atMost float64 // a value of at most this (startup), no base
 }
 
 // baseTunnel is the goal base of an inspected target: the plain tunnel
@@ -40,6 +41,13 @@ var (
 	goalConnect          = goal{served: true, base: targetRelay, ratio: 1}
 	goalSetupP50         = goal{served: true, base: targetSquid, most: 0.6}
 	goalSetupP99         = goal{served: true, base: targetSquid, most: 1}
+	goalTLSSetupP50      = goal{served: true, base: targetSquid, most: 0.6}
+	goalTLSSetupP99      = goal{served: true, base: targetSquid, most: 1}
+	goalSocksNewConn     = goal{served: true, base: targetMicrosocks, ratio: 1.2}
+	goalSocksBulk        = goal{served: true, base: targetRelay, ratio: 1}
+	goalMemory           = goal{served: true, base: targetSquid, most: 1.5}
+	goalStartupRun       = goal{served: true, atMost: 50}
+	goalStartupServe     = goal{served: true, atMost: 300}
 	goalParentGET        = goal{base: targetSquid, ratio: 0.8}
 	goalTransparentBulk  = goal{only: targetTransparent, base: targetDirect, ratio: 0.25}
 	goalTransparentSetup = goal{only: targetTransparent, base: targetDirect, added: 1000}
@@ -51,6 +59,8 @@ var (
 func (g goal) String() string {
 	var s string
 	switch {
+	case g.atMost > 0:
+		s = fmt.Sprintf("≤%g", g.atMost)
 	case g.base == "":
 		return ""
 	case g.added > 0 && g.base == baseTunnel:
@@ -71,20 +81,23 @@ func (g goal) String() string {
 // met says whether target name meets the goal in w; ok is false where
 // the goal does not apply or the ratio is missing.
 func (g goal) met(w *row, name string) (met, ok bool) {
-	if g.base == "" || g.only != "" && name != g.only {
+	if g.only != "" && name != g.only {
 		return false, false
 	}
-	v, ok := w.VsDirect[name]
-	switch g.base {
-	case targetSquid:
-		v, ok = w.VsSquid[name]
-	case targetRelay:
-		v, ok = w.VsRelay[name]
-	case baseTunnel:
-		v, ok = w.VsTunnel[name]
-	case targetMitmproxy:
-		v, ok = w.VsMitmproxy[name]
+	if g.atMost > 0 {
+		v, ok := w.Values[name]
+		return v <= g.atMost, ok
 	}
+	if g.base == "" {
+		return false, false
+	}
+	base := g.base
+	if base == baseTunnel {
+		if base, ok = tunnelOf(name); !ok {
+			return false, false
+		}
+	}
+	v, ok := w.compare(name, base)
 	switch {
 	case !ok:
 		return false, false
@@ -118,6 +131,12 @@ type report struct {
 	InspectBinary       string              `json:"inspect_binary,omitempty"`
 	Mitmproxy           string              `json:"mitmproxy_version,omitempty"`
 	MitmproxySkipped    string              `json:"mitmproxy_skipped,omitempty"`
+	Wrk                 string              `json:"wrk,omitempty"`
+	WrkSkipped          string              `json:"wrk_skipped,omitempty"`
+	Microsocks          string              `json:"microsocks,omitempty"`
+	MicrosocksSkipped   string              `json:"microsocks_skipped,omitempty"`
+	MemorySkipped       string              `json:"memory_skipped,omitempty"`
+	StartupRunHow       string              `json:"startup_run_how,omitempty"`
 	DecisionLog         map[string]logStats `json:"decision_log"`
 	Rows                []row               `json:"rows"`
 }
@@ -166,6 +185,8 @@ func newReport(o options) *report {
 		Options: map[string]any{
 			"duration": o.duration.String(), "warmup": o.warmup.String(), "rounds": o.rounds,
 			"clients": o.clients, "parent_pin": o.parentPin, "bulk_mib": o.bulkMiB, "isolate_bulk_mib": o.isolateMiB, "inspect_bulk_mib": o.inspectMiB, "samples": o.samples, "body_bytes": o.bodySize, "patterns": o.patterns,
+			"wrk_connections": o.wrkConns, "wrk_duration": o.wrkDuration.String(), "memory_connections": o.memConns,
+			"startup_runs": o.startupRuns, "startup_patterns": o.startupPatterns,
 		},
 		DecisionLog: map[string]logStats{},
 	}
@@ -245,13 +266,13 @@ func (r *report) finish(w *row) {
 		if v, ok := w.compare(name, targetDirect); ok {
 			w.VsDirect[name] = v
 		}
-		if name == targetSquid || name == targetRelay {
+		if name == targetSquid || name == targetRelay || name == targetMicrosocks {
 			continue
 		}
 		if v, ok := w.compare(name, targetSquid); ok {
 			w.VsSquid[name] = v
 		}
-		if _, direct := w.Values[targetDirect]; w.Latency && !direct && w.Values[targetSquid] > 0 {
+		if _, direct := w.Values[targetDirect]; w.Latency && w.Unit == "µs" && !direct && w.Values[targetSquid] > 0 {
 			w.OverSquid[name] = round1(w.Values[name] - w.Values[targetSquid])
 		}
 		if v, ok := w.compare(name, targetRelay); ok {

@@ -27,7 +27,7 @@ func compared(targets []string) []string {
 	var out []string
 	for _, name := range targets {
 		switch {
-		case name == targetDirect, name == targetSquid, name == targetRelay, name == targetMitmproxy:
+		case name == targetDirect, name == targetSquid, name == targetRelay, name == targetMitmproxy, name == targetMicrosocks:
 		case strings.HasSuffix(name, tunnelSuffix):
 		default:
 			out = append(out, name)
@@ -40,9 +40,13 @@ func compared(targets []string) []string {
 // workloads, regate chained to Squid (parent), the sandbox's
 // (transparent) and HTTPS inspection's, then the notes.
 func (r *report) writeTable(out io.Writer) {
-	var proxies, chained, sandbox, inspect []row
+	var proxies, socks, footprint, chained, sandbox, inspect []row
 	for _, w := range r.Rows {
 		switch {
+		case strings.HasPrefix(w.ID, "socks-"):
+			socks = append(socks, w)
+		case strings.HasPrefix(w.ID, workloadMemory), strings.HasPrefix(w.ID, workloadStartup):
+			footprint = append(footprint, w)
 		case strings.HasPrefix(w.ID, workloadInspect):
 			inspect = append(inspect, w)
 		case strings.HasPrefix(w.ID, workloadTransparent):
@@ -54,7 +58,7 @@ func (r *report) writeTable(out io.Writer) {
 		}
 	}
 	first := true
-	for _, rows := range [][]row{proxies, chained, sandbox, inspect} {
+	for _, rows := range [][]row{proxies, socks, footprint, chained, sandbox, inspect} {
 		if len(rows) == 0 {
 			continue
 		}
@@ -82,6 +86,7 @@ func (r *report) writeRows(out io.Writer, rows []row) {
 	withTunnel := slices.ContainsFunc(targets, func(name string) bool { return strings.HasSuffix(name, tunnelSuffix) })
 	withMitmproxy := slices.Contains(targets, targetMitmproxy)
 	withRelay := slices.Contains(targets, targetRelay)
+	withMicrosocks := slices.Contains(targets, targetMicrosocks)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 	compared := compared(targets)
 	head := append([]string{"workload", "unit"}, targets...)
@@ -94,6 +99,9 @@ func (r *report) writeRows(out io.Writer, rows []row) {
 		}
 		if withRelay && slices.Contains(r.Served, name) {
 			head = append(head, name+"/relay")
+		}
+		if withMicrosocks && slices.Contains(r.Served, name) {
+			head = append(head, name+"/microsocks")
 		}
 		if withTunnel {
 			head = append(head, name+"/tunnel")
@@ -117,6 +125,9 @@ func (r *report) writeRows(out io.Writer, rows []row) {
 			}
 			if withRelay && slices.Contains(r.Served, name) {
 				cells = append(cells, ratioCell(w.VsRelay, name, false))
+			}
+			if withMicrosocks && slices.Contains(r.Served, name) {
+				cells = append(cells, compareCell(w, name, targetMicrosocks))
 			}
 			if withTunnel {
 				cells = append(cells, ratioCell(w.VsTunnel, name, w.Latency))
@@ -151,6 +162,15 @@ func ratioCell(m map[string]float64, name string, added bool) string {
 		return "-"
 	case added:
 		return fmt.Sprintf("%+.0fµs", v)
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+// compareCell is the ratio of name against base.
+func compareCell(w row, name, base string) string {
+	v, ok := w.compare(name, base)
+	if !ok {
+		return "-"
 	}
 	return fmt.Sprintf("%.2f×", v)
 }
