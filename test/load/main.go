@@ -1,13 +1,32 @@
-// Command load measures regate's proxy against a direct baseline and, when
-// it is installed, Squid: keep-alive and new-connection GET requests/s,
-// CONNECT bulk throughput and the latency a new CONNECT adds. Everything
-// runs on 127.0.0.1 in one bounded run (about 85 s with the defaults on 2
-// cores, building regate included; ≲90 s): a local upstream, regate in-process
-// (proxy and real engine on the embedded default policy, decision log
-// on), optionally `regate serve` from a built binary, and a Squid started
-// with a generated configuration. Targets are measured in interleaved
-// rounds, and every figure is also given as a ratio against the direct
-// baseline of the same run.
+// Command load measures what users deploy, `regate serve` as its own
+// process (built from this module into a temporary directory, or each
+// -binary), against a direct baseline, Squid, a minimal splice relay and
+// microsocks, and regate in this tool's process as a diagnostic column.
+// The served regate and the in-process one run the embedded default
+// policy with -patterns allow-list patterns (1,000) and their decision
+// log on (JSON lines to a file); Squid runs with its access_log on.
+// Everything runs on 127.0.0.1; targets are measured in interleaved
+// rounds, and every figure is also given as a ratio against the
+// baselines of the same run; the goals (issue 14) judge the served
+// binary only. The workloads:
+//
+//   - keepalive, newconn: GET requests/s, on keep-alive connections and on
+//     a new connection each, from this tool's clients;
+//   - wrk: keep-alive GETs from an external C client, wrk, with a Lua
+//     script that sends absolute-form requests with a matching Host;
+//   - connect-up, connect-down: CONNECT bulk throughput;
+//   - latency: a new CONNECT to the first echoed byte; connect-tls: a new
+//     CONNECT with a TLS handshake to a local TLS server, to the first
+//     byte of its answer;
+//   - socks-newconn, socks-up, socks-down: SOCKS5 new connections/s and
+//     bulk, against microsocks (and the relay for bulk);
+//   - memory: the resident size a connection adds, at -mem-n (10,000)
+//     idle keep-alive client connections and as many idle tunnels (fewer
+//     where the open-files limit cannot hold them), for `regate serve` and
+//     Squid, each started afresh;
+//   - startup: `regate run -- true` wall time (hyperfine where it is
+//     installed) and `regate serve` ready (health 200) with
+//     -startup-patterns (10,000) patterns.
 //
 // The parent workload measures regate chained to Squid as its parent
 // proxy (--upstream-proxy): keep-alive GETs and the latency of a new
@@ -30,10 +49,12 @@
 // (the first -binary, else built) and in-process.
 //
 //	go run ./test/load [-d 500ms] [-rounds 5] [-c 16] [-bulk 256] [-n 500]
-//	                   [-isolate-bulk 128] [-inspect-bulk 64]
-//	                   [-w keepalive,…,parent,transparent,inspect]
-//	                   [-binary [NAME=]bin/regate]... [-squid auto|off|PATH]
-//	                   [-mitmproxy auto|off|PATH] [-parent-pin=false] [-json]
+//	                   [-isolate-bulk 128] [-inspect-bulk 64] [-patterns 1000]
+//	                   [-w keepalive,…,memory,startup,parent,transparent,inspect]
+//	                   [-binary [NAME=]bin/regate]... [-inprocess=false]
+//	                   [-squid|-wrk|-microsocks|-hyperfine|-mitmproxy auto|off|PATH]
+//	                   [-wrk-c 32] [-wrk-d 1s] [-mem-n 10000] [-startup-runs 20]
+//	                   [-startup-patterns 10000] [-parent-pin=false] [-json]
 package main
 
 import (

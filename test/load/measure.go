@@ -118,7 +118,7 @@ func (e *env) addRegates(o options, dir string) error {
 		}
 		bins = binaries{{name: targetRegateBin, path: path}}
 	}
-	cfg, err := servedConfig(dir, o.patterns)
+	cfg, err := servedConfig(dir, o.patterns, 0)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,12 @@ import (
 	"time"
 )
 
+// tunnelFiles is how many descriptors an idle tunnel may cost a process:
+// this tool holds two (the client's and the echo server's), regate four
+// (the client's, the upstream's, and a pipe of the splice that waits for
+// the client's next bytes), Squid two.
+const tunnelFiles = 4
+
 // memProc is a proxy process the memory workload measures: how clients
 // reach it, its process id, and how to stop it.
 type memProc struct {
@@ -54,11 +60,14 @@ func runMemory(ctx context.Context, o options, e *env, dir string, rep *report, 
 		open     func(target, *upstream) (net.Conn, error)
 	}{
 		{"memory-keepalive", "idle keep-alive connection", min(o.memConns, limit-1000), openKeepAlive},
-		{"memory-tunnel", "idle tunnel", min(o.memConns, (limit-1000)/2), openIdleTunnel},
+		{"memory-tunnel", "idle tunnel", min(o.memConns, (limit-1000)/tunnelFiles), openIdleTunnel},
 	}
 	for _, k := range kinds {
 		if k.n < 1 {
 			return fmt.Errorf("memory workload: the open-files limit %d is too low", limit)
+		}
+		for _, s := range starters {
+			rep.addTarget(s.name)
 		}
 		w := newRow(k.id, fmt.Sprintf("RSS per %s, %d open", k.what, k.n), "B/conn", goalMemory)
 		w.Latency = true // lower is better; ratios are of the values
@@ -66,10 +75,14 @@ func runMemory(ctx context.Context, o options, e *env, dir string, rep *report, 
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			per, errs, err := measureIdle(s, e.u, k.n, o.memSettle, k.open)
+			per, files, errs, err := measureIdle(s, e.u, k.n, o.memSettle, k.open)
 			if err != nil {
 				return fmt.Errorf("memory workload, %s: %w", s.name, err)
 			}
+			if rep.FilesPerConn[k.id] == nil {
+				rep.FilesPerConn[k.id] = map[string]float64{}
+			}
+			rep.FilesPerConn[k.id][s.name] = round1(files)
 			w.Values[s.name], w.Errors[s.name] = round1(per), errs.n
 			if errs.first != nil {
 				w.FirstErrors[s.name] = errs.first.Error()
@@ -84,8 +97,10 @@ func runMemory(ctx context.Context, o options, e *env, dir string, rep *report, 
 	return nil
 }
 
-// memStarters are the served binaries, with the proxy workloads' policy,
-// and Squid when it is there.
+// memStarters are the served binaries, with the proxy workloads' policy
+// and room for the workload's tunnels (proxy.max_tunnels and
+// max_tunnels_per_client, 4,096 and 1,024 by default), and Squid when it
+// is there.
 func memStarters(o options, e *env, dir string) ([]memStarter, error) {
 	bins := o.binaries
 	if len(bins) == 0 {
@@ -95,7 +110,7 @@ func memStarters(o options, e *env, dir string) ([]memStarter, error) {
 		}
 		bins = binaries{{name: targetRegateBin, path: path}}
 	}
-	cfg, err := servedConfig(dir, o.patterns)
+	cfg, err := servedConfig(dir, o.patterns, o.memConns+1000)
 	if err != nil {
 		return nil, err
 	}
@@ -131,22 +146,25 @@ type idleErrs struct {
 }
 
 // measureIdle starts the proxy, leaves it alone for settle and reads its
-// resident size, opens n connections with open (16 at a time), leaves
-// them idle for settle, reads the size again, and returns the difference
-// per connection opened.
-func measureIdle(s memStarter, u *upstream, n int, settle time.Duration, open func(target, *upstream) (net.Conn, error)) (float64, idleErrs, error) {
+// resident size and open files, opens n connections with open (16 at a
+// time), leaves them idle for settle, reads both again, and returns the
+// differences per connection opened.
+func measureIdle(s memStarter, u *upstream, n int, settle time.Duration, open func(target, *upstream) (net.Conn, error)) (rss, files float64, errs idleErrs, err error) {
 	p, err := s.start()
 	if err != nil {
-		return 0, idleErrs{}, err
+		return 0, 0, idleErrs{}, err
 	}
 	defer p.stop()
 	time.Sleep(settle)
 	before, err := residentBytes(p.pid)
+	var filesBefore int
+	if err == nil {
+		filesBefore, err = openFiles(p.pid)
+	}
 	if err != nil {
-		return 0, idleErrs{}, err
+		return 0, 0, idleErrs{}, err
 	}
 	conns := make([]net.Conn, n)
-	var errs idleErrs
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -179,14 +197,18 @@ func measureIdle(s memStarter, u *upstream, n int, settle time.Duration, open fu
 	}()
 	opened := int64(n) - errs.n
 	if opened == 0 {
-		return 0, errs, fmt.Errorf("no connection opened: %w", errs.first)
+		return 0, 0, errs, fmt.Errorf("no connection opened: %w", errs.first)
 	}
 	time.Sleep(settle)
 	after, err := residentBytes(p.pid)
-	if err != nil {
-		return 0, errs, err
+	var filesAfter int
+	if err == nil {
+		filesAfter, err = openFiles(p.pid)
 	}
-	return float64(after-before) / float64(opened), errs, nil
+	if err != nil {
+		return 0, 0, errs, err
+	}
+	return float64(after-before) / float64(opened), float64(filesAfter-filesBefore) / float64(opened), errs, nil
 }
 
 // openKeepAlive opens a client connection to the proxy that made one GET

@@ -31,18 +31,22 @@ func policyPatterns(n int) []string {
 // servedConfig writes the configuration file of a `regate serve` of the
 // proxy workloads: the allow list of policyPatterns(n), upstreamName
 // pinned to 127.0.0.1 and loopback exempt from the SSRF guard (what
-// pinnedPolicy says in flags), and returns its path.
-func servedConfig(dir string, n int) (string, error) {
+// pinnedPolicy says in flags), and returns its path. A positive tunnels
+// raises the limits of open tunnels, in all and of one client, to it.
+func servedConfig(dir string, n, tunnels int) (string, error) {
 	cfg := map[string]any{
 		"allow":       policyPatterns(n),
 		"hosts":       map[string]string{upstreamName: "127.0.0.1"},
 		"allow_cidrs": []string{"127.0.0.0/8"},
 	}
+	if tunnels > 0 {
+		cfg["proxy"] = map[string]int{"max_tunnels": tunnels, "max_tunnels_per_client": tunnels}
+	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return "", fmt.Errorf("encoding the served configuration: %w", err)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("serve-%d-patterns.json", n))
+	path := filepath.Join(dir, fmt.Sprintf("serve-%d-patterns-%d-tunnels.json", n, tunnels))
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return "", fmt.Errorf("writing the served configuration: %w", err)
 	}

@@ -111,34 +111,35 @@ func (g goal) met(w *row, name string) (met, ok bool) {
 
 // report is the result of a run: the table's rows and the JSON line.
 type report struct {
-	Tool                string              `json:"tool"`
-	Time                time.Time           `json:"time"`
-	Go                  string              `json:"go"`
-	CPUs                int                 `json:"cpus"`
-	GOMAXPROCS          int                 `json:"gomaxprocs"`
-	Options             map[string]any      `json:"options"`
-	Targets             []string            `json:"targets"`
-	Served              []string            `json:"served,omitempty"` // the targets that are `regate serve` as its own process
-	Squid               string              `json:"squid_version,omitempty"`
-	SquidSkipped        string              `json:"squid_skipped,omitempty"`
-	SquidAccessLogLines int                 `json:"squid_access_log_lines,omitempty"`
-	ParentBinary        string              `json:"parent_binary,omitempty"`
-	ParentPinned        bool                `json:"parent_pinned,omitempty"`
-	ParentSkipped       string              `json:"parent_skipped,omitempty"`
-	ParentLookup        *lookupStats        `json:"parent_lookup,omitempty"`
-	IsolateBinary       string              `json:"isolate_binary,omitempty"`
-	IsolateSkipped      string              `json:"isolate_skipped,omitempty"`
-	InspectBinary       string              `json:"inspect_binary,omitempty"`
-	Mitmproxy           string              `json:"mitmproxy_version,omitempty"`
-	MitmproxySkipped    string              `json:"mitmproxy_skipped,omitempty"`
-	Wrk                 string              `json:"wrk,omitempty"`
-	WrkSkipped          string              `json:"wrk_skipped,omitempty"`
-	Microsocks          string              `json:"microsocks,omitempty"`
-	MicrosocksSkipped   string              `json:"microsocks_skipped,omitempty"`
-	MemorySkipped       string              `json:"memory_skipped,omitempty"`
-	StartupRunHow       string              `json:"startup_run_how,omitempty"`
-	DecisionLog         map[string]logStats `json:"decision_log"`
-	Rows                []row               `json:"rows"`
+	Tool                string                        `json:"tool"`
+	Time                time.Time                     `json:"time"`
+	Go                  string                        `json:"go"`
+	CPUs                int                           `json:"cpus"`
+	GOMAXPROCS          int                           `json:"gomaxprocs"`
+	Options             map[string]any                `json:"options"`
+	Targets             []string                      `json:"targets"`
+	Served              []string                      `json:"served,omitempty"` // the targets that are `regate serve` as its own process
+	Squid               string                        `json:"squid_version,omitempty"`
+	SquidSkipped        string                        `json:"squid_skipped,omitempty"`
+	SquidAccessLogLines int                           `json:"squid_access_log_lines,omitempty"`
+	ParentBinary        string                        `json:"parent_binary,omitempty"`
+	ParentPinned        bool                          `json:"parent_pinned,omitempty"`
+	ParentSkipped       string                        `json:"parent_skipped,omitempty"`
+	ParentLookup        *lookupStats                  `json:"parent_lookup,omitempty"`
+	IsolateBinary       string                        `json:"isolate_binary,omitempty"`
+	IsolateSkipped      string                        `json:"isolate_skipped,omitempty"`
+	InspectBinary       string                        `json:"inspect_binary,omitempty"`
+	Mitmproxy           string                        `json:"mitmproxy_version,omitempty"`
+	MitmproxySkipped    string                        `json:"mitmproxy_skipped,omitempty"`
+	Wrk                 string                        `json:"wrk,omitempty"`
+	WrkSkipped          string                        `json:"wrk_skipped,omitempty"`
+	Microsocks          string                        `json:"microsocks,omitempty"`
+	MicrosocksSkipped   string                        `json:"microsocks_skipped,omitempty"`
+	MemorySkipped       string                        `json:"memory_skipped,omitempty"`
+	FilesPerConn        map[string]map[string]float64 `json:"files_per_connection,omitempty"` // memory rows: descriptors a proxy holds per idle connection
+	StartupRunHow       string                        `json:"startup_run_how,omitempty"`
+	DecisionLog         map[string]logStats           `json:"decision_log"`
+	Rows                []row                         `json:"rows"`
 }
 
 // row is one workload: a value per target, and the ratios (for latency
@@ -188,7 +189,7 @@ func newReport(o options) *report {
 			"wrk_connections": o.wrkConns, "wrk_duration": o.wrkDuration.String(), "memory_connections": o.memConns,
 			"startup_runs": o.startupRuns, "startup_patterns": o.startupPatterns,
 		},
-		DecisionLog: map[string]logStats{},
+		DecisionLog: map[string]logStats{}, FilesPerConn: map[string]map[string]float64{},
 	}
 }
 
@@ -339,6 +340,14 @@ func (w *row) compare(name, base string) (float64, bool) {
 		return 0, false
 	}
 	return round3(median(ratios)), true
+}
+
+// addTarget adds a target measured by a workload that starts its own
+// (memory, startup) to the table's columns, once.
+func (r *report) addTarget(name string) {
+	if !slices.Contains(r.Targets, name) {
+		r.Targets = append(r.Targets, name)
+	}
 }
 
 // measured reports whether a row has a value for target name.

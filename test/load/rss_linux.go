@@ -32,3 +32,12 @@ func residentBytes(pid int) (int64, error) {
 	}
 	return 0, fmt.Errorf("reading the resident size: no VmRSS in /proc/%d/status", pid)
 }
+
+// openFiles is the number of a process's open file descriptors.
+func openFiles(pid int) (int, error) {
+	des, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		return 0, fmt.Errorf("counting open files: %w", err)
+	}
+	return len(des), nil
+}

@@ -37,11 +37,12 @@ func runStartup(ctx context.Context, o options, dir string, rep *report, progres
 		return err
 	}
 	rep.StartupRunHow = how
+	rep.addTarget(name)
 	w := newRow("startup-run", "`regate run -- true` wall time", "ms", goalStartupRun)
 	w.Latency = true
 	w.Values[name] = round1(ms)
 	rep.finish(&w)
-	cfg, err := servedConfig(dir, o.startupPatterns)
+	cfg, err := servedConfig(dir, o.startupPatterns, 0)
 	if err != nil {
 		return err
 	}

@@ -259,6 +259,9 @@ func (r *report) writeNotes(out io.Writer) {
 		fmt.Fprintln(out)
 	}
 	for _, w := range r.Rows {
+		if m := r.FilesPerConn[w.ID]; len(m) > 0 {
+			fmt.Fprintf(out, "%s: open files per connection: %s\n", w.ID, mapLine(m, r.Targets, "%.2f"))
+		}
 		if len(w.UpstreamConnsPerOp) > 0 {
 			fmt.Fprintf(out, "%s: upstream connections opened per request: %s\n", w.ID, mapLine(w.UpstreamConnsPerOp, r.Targets, "%.3g"))
 		}
