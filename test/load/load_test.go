@@ -49,8 +49,9 @@ func TestMain(m *testing.M) {
 // TestRunJSON runs the tool as `go run ./test/load -json` would, against
 // direct, `regate serve` (built once for the package's tests), the relay
 // and the in-process regate, and checks that every row is there, that
-// every request succeeded and that every decision was logged. No timing
-// is asserted.
+// every request succeeded, that every decision was logged and that the
+// goals judge the served binary, never the in-process diagnostic. No
+// timing is asserted.
 func TestRunJSON(t *testing.T) {
 	bin := buildRegate(t)
 	var stdout, stderr bytes.Buffer
@@ -76,6 +77,14 @@ func TestRunJSON(t *testing.T) {
 	if st := rep.DecisionLog[targetRegateBin]; st.Lines == 0 {
 		t.Errorf("regate serve logged no decision: %+v", st)
 	}
+	for _, w := range rep.Rows {
+		if _, judged := w.GoalMet[targetRegate]; judged {
+			t.Errorf("%s: goal %q judges the in-process diagnostic", w.ID, w.Goal)
+		}
+		if _, judged := w.GoalMet[targetRegateBin]; strings.HasPrefix(w.ID, "connect-") && !strings.HasSuffix(w.ID, "-p50") && !strings.HasSuffix(w.ID, "-p99") && !judged {
+			t.Errorf("%s: goal %q does not judge the served binary against the relay", w.ID, w.Goal)
+		}
+	}
 	for _, w := range wantRows {
 		if !strings.Contains(stderr.String(), titleOf(&rep, w)) {
 			t.Errorf("table lacks %q:\n%s", w, stderr.String())
@@ -91,9 +100,9 @@ func TestRunJSON(t *testing.T) {
 // of `regate serve` and of Squid, and startup (timed by the tool itself,
 // as where hyperfine is not installed). Every row must be there with
 // its figures, without errors, the served binary's ratios against its
-// baselines given and judged by the row's goal (the in-process
-// diagnostic is not judged); squid, wrk and microsocks are required (CI
-// installs them). No timing or size is asserted.
+// baselines given and judged by the row's goal; squid, wrk and
+// microsocks are required (CI installs them). The in-process diagnostic
+// is left out (TestRunJSON has it). No timing or size is asserted.
 func TestBaselines(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts squid")
@@ -108,7 +117,7 @@ func TestBaselines(t *testing.T) {
 	}
 	bin := buildRegate(t)
 	args := append([]string{"-binary", bin}, tinyArgs...)
-	args = append(args, "-patterns", "100", "-wrk-c", "2", "-mem-n", "20", "-mem-settle", "0s", "-startup-runs", "1", "-startup-patterns", "100",
+	args = append(args, "-inprocess=false", "-patterns", "100", "-wrk-c", "2", "-mem-n", "20", "-mem-settle", "0s", "-startup-runs", "1", "-startup-patterns", "100",
 		"-hyperfine", "off", "-w", "keepalive,newconn,wrk,connect-up,connect-down,latency,connect-tls,socks-newconn,socks-up,socks-down,memory,startup")
 	o, err := parseFlags(args, io.Discard)
 	if err != nil {
@@ -124,9 +133,9 @@ func TestBaselines(t *testing.T) {
 	if rep.Wrk == "" || rep.Microsocks == "" || rep.StartupRunHow == "" {
 		t.Errorf("wrk %q, microsocks %q, startup timed by %q", rep.Wrk, rep.Microsocks, rep.StartupRunHow)
 	}
-	get := []string{targetDirect, targetRegateBin, targetSquid, targetRegate}
-	tunnels := []string{targetDirect, targetRegateBin, targetSquid, targetRelay, targetRegate}
-	socks := []string{targetDirect, targetRegateBin, targetRelay, targetRegate, targetMicrosocks}
+	get := []string{targetDirect, targetRegateBin, targetSquid}
+	tunnels := []string{targetDirect, targetRegateBin, targetSquid, targetRelay}
+	socks := []string{targetDirect, targetRegateBin, targetRelay, targetMicrosocks}
 	footprint := []string{targetRegateBin, targetSquid}
 	want := []struct {
 		id       string
@@ -176,9 +185,6 @@ func TestBaselines(t *testing.T) {
 		}
 		if _, judged := w.GoalMet[targetRegateBin]; !judged {
 			t.Errorf("%s: goal %q does not judge the served binary", w.ID, w.Goal)
-		}
-		if _, judged := w.GoalMet[targetRegate]; judged {
-			t.Errorf("%s: goal %q judges the in-process diagnostic", w.ID, w.Goal)
 		}
 	}
 	if strings.Join(ids, ",") != strings.Join(wantIDs, ",") {
