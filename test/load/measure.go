@@ -110,13 +110,9 @@ func setUp(ctx context.Context, o options, dir string, rep *report, progress io.
 // from this module, as the first targets after direct: each with the
 // allow list of o.patterns patterns and its decision log.
 func (e *env) addRegates(o options, dir string) error {
-	bins := o.binaries
-	if len(bins) == 0 {
-		path, err := regateBinary(o, dir)
-		if err != nil {
-			return err
-		}
-		bins = binaries{{name: targetRegateBin, path: path}}
+	bins, err := servedBinaries(o, dir)
+	if err != nil {
+		return err
 	}
 	cfg, err := servedConfig(dir, o.patterns, 0)
 	if err != nil {
@@ -131,6 +127,19 @@ func (e *env) addRegates(o options, dir string) error {
 		e.stops = append(e.stops, func(rep *report) { rep.DecisionLog[bin.name] = b.stop() })
 	}
 	return nil
+}
+
+// servedBinaries are the -binary flags, else one binary built from this
+// module into dir.
+func servedBinaries(o options, dir string) (binaries, error) {
+	if len(o.binaries) > 0 {
+		return o.binaries, nil
+	}
+	path, err := regateBinary(o, dir)
+	if err != nil {
+		return nil, err
+	}
+	return binaries{{name: targetRegateBin, path: path}}, nil
 }
 
 // addInProcess adds regate in this process, a diagnostic: the same
@@ -189,41 +198,6 @@ func (e *env) addRelay() error {
 	}
 	e.targets = append(e.targets, target{name: targetRelay, proxyAddr: rl.addr(), tunnelOnly: true})
 	e.stops = append(e.stops, func(*report) { rl.close() })
-	return nil
-}
-
-// addSocks makes the SOCKS5 workloads' targets: direct, the served
-// binaries' and the in-process regate's SOCKS5 listeners, microsocks
-// (where it is missing rep says why) and the CONNECT relay, in the order
-// of the proxy workloads.
-func (e *env) addSocks(o options, rep *report, progress io.Writer) error {
-	var ms *microsocks
-	if path, err := findMicrosocks(o.microsocks); err != nil {
-		rep.MicrosocksSkipped = "microsocks rows skipped: " + err.Error()
-		fmt.Fprintln(progress, rep.MicrosocksSkipped)
-	} else {
-		if ms, err = startMicrosocks(path); err != nil {
-			return err
-		}
-		rep.Microsocks = path
-		e.stops = append(e.stops, func(*report) { ms.stop() })
-	}
-	for _, t := range e.targets {
-		switch {
-		case t.direct(), t.tunnelOnly:
-		case t.socksAddr != "":
-			t = target{name: t.name, proxyAddr: t.socksAddr, socks: true, served: t.served}
-		default: // Squid
-			if ms != nil {
-				e.socks = append(e.socks, target{name: targetMicrosocks, proxyAddr: ms.addr, socks: true, socksIP: true})
-			}
-			continue
-		}
-		e.socks = append(e.socks, t)
-	}
-	if ms != nil && !slices.ContainsFunc(e.socks, func(t target) bool { return t.name == targetMicrosocks }) {
-		e.socks = append(e.socks, target{name: targetMicrosocks, proxyAddr: ms.addr, socks: true, socksIP: true})
-	}
 	return nil
 }
 

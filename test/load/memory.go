@@ -102,13 +102,9 @@ func runMemory(ctx context.Context, o options, e *env, dir string, rep *report, 
 // max_tunnels_per_client, 4,096 and 1,024 by default), and Squid when it
 // is there.
 func memStarters(o options, e *env, dir string) ([]memStarter, error) {
-	bins := o.binaries
-	if len(bins) == 0 {
-		path, err := regateBinary(o, dir)
-		if err != nil {
-			return nil, err
-		}
-		bins = binaries{{name: targetRegateBin, path: path}}
+	bins, err := servedBinaries(o, dir)
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := servedConfig(dir, o.patterns, o.memConns+1000)
 	if err != nil {

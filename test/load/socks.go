@@ -75,6 +75,35 @@ func socksHandshake(c net.Conn, byIP bool, port int) error {
 	return nil
 }
 
+// addSocks makes the SOCKS5 workloads' targets: direct, regate's SOCKS5
+// listeners and the CONNECT relay in the order of the proxy workloads,
+// then microsocks (where it is missing rep says why).
+func (e *env) addSocks(o options, rep *report, progress io.Writer) error {
+	var ms []target
+	if path, err := findMicrosocks(o.microsocks); err != nil {
+		rep.MicrosocksSkipped = "microsocks rows skipped: " + err.Error()
+		fmt.Fprintln(progress, rep.MicrosocksSkipped)
+	} else {
+		m, err := startMicrosocks(path)
+		if err != nil {
+			return err
+		}
+		rep.Microsocks = path
+		e.stops = append(e.stops, func(*report) { m.stop() })
+		ms = []target{{name: targetMicrosocks, proxyAddr: m.addr, socks: true, socksIP: true}}
+	}
+	for _, t := range e.targets {
+		switch {
+		case t.direct(), t.tunnelOnly:
+			e.socks = append(e.socks, t)
+		case t.socksAddr != "":
+			e.socks = append(e.socks, target{name: t.name, proxyAddr: t.socksAddr, socks: true, served: t.served})
+		}
+	}
+	e.socks = append(e.socks, ms...)
+	return nil
+}
+
 // echoOnce is one new connection's work in the socks-newconn workload:
 // open it, have one byte echoed, close.
 func echoOnce(t target, u *upstream) error {
