@@ -182,6 +182,9 @@ func squidCell(w row, name string) string {
 	if _, ok := w.OverSquid[name]; ok {
 		s += " " + ratioCell(w.OverSquid, name, true)
 	}
+	if v, ok := w.AddedVsSquid[name]; ok {
+		s += fmt.Sprintf(" (adds %.2f×)", v)
+	}
 	return s
 }
 
@@ -217,7 +220,7 @@ func (r *report) goalCell(w row, compared []string) string {
 
 func (r *report) writeNotes(out io.Writer) {
 	fmt.Fprintf(out, "\n%s, %d CPUs (GOMAXPROCS %d); options %v\n", r.Go, r.CPUs, r.GOMAXPROCS, r.Options)
-	fmt.Fprintln(out, "ratios: median over the interleaved rounds of the per-round ratio; latency: X/direct is the time a new CONNECT adds, X/squid the ratio of latencies (via Squid: and the time added)")
+	fmt.Fprintln(out, "ratios: median over the interleaved rounds of the per-round ratio; latency: X/direct is the time a new CONNECT adds, X/squid the ratio of latencies and (adds) of the times added over direct (via Squid: the time added to Squid's)")
 	if len(r.Served) > 0 {
 		fmt.Fprintf(out, "%s: `regate serve` as its own process (the goals judge it), the embedded default policy with %v allow-list patterns, decision log on; %s: the same regate in this tool's process, a diagnostic (it shares the scheduler with the clients and the upstream)\n",
 			strings.Join(r.Served, ", "), r.Options["patterns"], targetRegate)
