@@ -21,9 +21,10 @@ import (
 	"github.com/regate/regate/internal/isolate"
 )
 
-// tinyArgs run every proxy workload at sizes that finish in a few
-// seconds (not the transparent one, which starts a sandbox).
-var tinyArgs = []string{"-d", "100ms", "-warmup", "20ms", "-rounds", "2", "-c", "2", "-bulk", "1", "-isolate-bulk", "1", "-n", "5",
+// tinyArgs run the first proxy workloads at sizes that finish in a few
+// seconds, with a policy of 100 patterns (a race-built regate, cold and
+// busy, must decide within its 100 ms decision timeout).
+var tinyArgs = []string{"-d", "100ms", "-warmup", "20ms", "-rounds", "2", "-c", "2", "-bulk", "1", "-isolate-bulk", "1", "-n", "5", "-patterns", "100",
 	"-w", "keepalive,newconn,connect-up,connect-down,latency"}
 
 // wantRows are the report's rows, in order.
@@ -117,7 +118,7 @@ func TestBaselines(t *testing.T) {
 	}
 	bin := buildRegate(t)
 	args := append([]string{"-binary", bin}, tinyArgs...)
-	args = append(args, "-inprocess=false", "-patterns", "100", "-wrk-c", "2", "-mem-n", "20", "-mem-settle", "0s", "-startup-runs", "1", "-startup-patterns", "100",
+	args = append(args, "-inprocess=false", "-wrk-c", "2", "-mem-n", "20", "-mem-settle", "0s", "-startup-runs", "1", "-startup-patterns", "100",
 		"-hyperfine", "off", "-w", "keepalive,newconn,wrk,connect-up,connect-down,latency,connect-tls,socks-newconn,socks-up,socks-down,memory,startup")
 	o, err := parseFlags(args, io.Discard)
 	if err != nil {
