@@ -184,7 +184,10 @@ func TestBaselines(t *testing.T) {
 				t.Errorf("%s: no serve/%s ratio", w.ID, base)
 			}
 		}
-		if _, judged := w.GoalMet[targetRegateBin]; !judged {
+		// An added latency is judged where Squid's is above direct's (a
+		// handful of samples on a busy machine may have it below).
+		undefined := w.goal.ofAdded && w.Values[targetSquid] <= w.Values[targetDirect]
+		if _, judged := w.GoalMet[targetRegateBin]; !judged && !undefined {
 			t.Errorf("%s: goal %q does not judge the served binary", w.ID, w.Goal)
 		}
 	}
@@ -373,7 +376,8 @@ func TestInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	inspected := []string{targetRegateBin + inspectSuffix, targetRegate + inspectSuffix}
-	regates := []string{targetRegateBin + tunnelSuffix, inspected[0], targetRegate + tunnelSuffix, inspected[1]}
+	// The served regate also sends a secret (X:secret, against X:inspect).
+	regates := []string{targetRegateBin + tunnelSuffix, inspected[0], targetRegateBin + secretSuffix, targetRegate + tunnelSuffix, inspected[1]}
 	targets := regates
 	if rep.Mitmproxy != "" {
 		targets = append(slices.Clone(regates), targetMitmproxy)
