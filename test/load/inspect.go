@@ -107,7 +107,7 @@ func (c *inspectCerts) regatePaths(name, addr string, u *upstream) []target {
 func (e *env) addInspect(ctx context.Context, o options, dir string, rep *report, progress io.Writer) error {
 	certs, err := newInspectCerts(dir)
 	if err == nil {
-		err = e.u.startTLS(certs.upstreamLeaf)
+		e.u.httpsPort, err = e.u.startTLS(certs.upstreamLeaf)
 	}
 	if err != nil {
 		return err
@@ -124,7 +124,7 @@ func (e *env) addInspect(ctx context.Context, o options, dir string, rep *report
 	if err != nil {
 		return err
 	}
-	b, err := startBinary(bin, name+"-inspect", dir, append(inspectPolicy(certs.upstreamFile, certs.caCert, certs.caKey), secret...))
+	b, err := startBinary(bin, name+"-inspect", dir, false, append(inspectPolicy(certs.upstreamFile, certs.caCert, certs.caKey), secret...))
 	if err != nil {
 		return err
 	}
@@ -228,6 +228,6 @@ func runInspect(ctx context.Context, o options, e *env, rep *report, progress io
 	if err != nil {
 		return err
 	}
-	rep.addLatency("inspect", "new CONNECT + TLS + GET to response", lat, o.samples, goalInspectSetup)
+	rep.addLatency("inspect", "new CONNECT + TLS + GET to response", lat, o.samples, goalInspectSetup, goal{})
 	return nil
 }

@@ -14,14 +14,17 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/regate/regate/internal/isolate"
 )
 
-// tinyArgs run every proxy workload at sizes that finish in a few
-// seconds (not the transparent one, which starts a sandbox).
-var tinyArgs = []string{"-d", "100ms", "-warmup", "20ms", "-rounds", "2", "-c", "2", "-bulk", "1", "-isolate-bulk", "1", "-n", "5",
+// tinyArgs run the first proxy workloads at sizes that finish in a few
+// seconds, with a policy of 100 patterns (a race-built regate, cold and
+// busy, must decide within its 100 ms decision timeout).
+var tinyArgs = []string{"-d", "100ms", "-warmup", "20ms", "-rounds", "2", "-c", "2", "-bulk", "1", "-isolate-bulk", "1", "-n", "5", "-patterns", "100",
 	"-w", "keepalive,newconn,connect-up,connect-down,latency"}
 
 // wantRows are the report's rows, in order.
@@ -37,16 +40,23 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if builtRegate.path != "" {
+		_ = os.RemoveAll(filepath.Dir(builtRegate.path))
+	}
+	os.Exit(code)
 }
 
 // TestRunJSON runs the tool as `go run ./test/load -json` would, against
-// direct and the in-process regate, and checks that every row is there,
-// that every request succeeded and that every decision was logged. No
+// direct, `regate serve` (built once for the package's tests), the relay
+// and the in-process regate, and checks that every row is there, that
+// every request succeeded, that every decision was logged and that the
+// goals judge the served binary, never the in-process diagnostic. No
 // timing is asserted.
 func TestRunJSON(t *testing.T) {
+	bin := buildRegate(t)
 	var stdout, stderr bytes.Buffer
-	args := append([]string{"-json", "-squid", "off"}, tinyArgs...)
+	args := append([]string{"-json", "-squid", "off", "-binary", bin}, tinyArgs...)
 	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
@@ -54,13 +64,27 @@ func TestRunJSON(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 		t.Fatalf("decoding the JSON line %q: %v", stdout.String(), err)
 	}
-	checkReport(t, &rep, []string{targetDirect, targetRegate, targetRelay})
+	checkReport(t, &rep, []string{targetDirect, targetRegateBin, targetRelay, targetRegate})
 	if rep.SquidSkipped == "" {
 		t.Error("squid neither measured nor reported skipped")
+	}
+	if strings.Join(rep.Served, ",") != targetRegateBin {
+		t.Errorf("served targets %v, want %s", rep.Served, targetRegateBin)
 	}
 	st := rep.DecisionLog[targetRegate]
 	if st.Lines == 0 || float64(st.Lines) != st.Decisions || st.Dropped != 0 {
 		t.Errorf("decision log %+v: want one line per decision, none dropped", st)
+	}
+	if st := rep.DecisionLog[targetRegateBin]; st.Lines == 0 {
+		t.Errorf("regate serve logged no decision: %+v", st)
+	}
+	for _, w := range rep.Rows {
+		if _, judged := w.GoalMet[targetRegate]; judged {
+			t.Errorf("%s: goal %q judges the in-process diagnostic", w.ID, w.Goal)
+		}
+		if _, judged := w.GoalMet[targetRegateBin]; strings.HasPrefix(w.ID, "connect-") && !strings.HasSuffix(w.ID, "-p50") && !strings.HasSuffix(w.ID, "-p99") && !judged {
+			t.Errorf("%s: goal %q does not judge the served binary against the relay", w.ID, w.Goal)
+		}
 	}
 	for _, w := range wantRows {
 		if !strings.Contains(stderr.String(), titleOf(&rep, w)) {
@@ -69,70 +93,153 @@ func TestRunJSON(t *testing.T) {
 	}
 }
 
-// TestSquidBaseline runs the workloads against Squid too, when installed.
-func TestSquidBaseline(t *testing.T) {
+// TestBaselines runs every workload of the proxies side by side at a
+// small scale with a freshly built regate: against Squid, the relay,
+// wrk (its keep-alive GETs against direct, `regate serve` and Squid),
+// microsocks (SOCKS5 new connections and bulk), a new CONNECT with a TLS
+// handshake, the resident size per idle connection and per idle tunnel
+// of `regate serve` and of Squid, and startup (timed by the tool itself,
+// as where hyperfine is not installed). Every row must be there with
+// its figures, without errors, the served binary's ratios against its
+// baselines given and judged by the row's goal; squid, wrk and
+// microsocks are required (CI installs them). The in-process diagnostic
+// is left out (TestRunJSON has it). No timing or size is asserted.
+func TestBaselines(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts squid")
+	}
+	for _, tool := range []string{"wrk", "microsocks"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Skip(t, "%s not installed", tool)
+		}
 	}
 	if _, err := findSquid("auto"); err != nil {
 		testenv.Skip(t, "%v", err)
 	}
-	o, err := parseFlags(tinyArgs, io.Discard)
+	bin := buildRegate(t)
+	args := append([]string{"-binary", bin}, tinyArgs...)
+	args = append(args, "-inprocess=false", "-wrk-c", "2", "-mem-n", "20", "-mem-settle", "0s", "-startup-runs", "1", "-startup-patterns", "100",
+		"-hyperfine", "off", "-w", "keepalive,newconn,wrk,connect-up,connect-down,latency,connect-tls,socks-newconn,socks-up,socks-down,memory,startup")
+	o, err := parseFlags(args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := measure(context.Background(), o, io.Discard)
+	rep, err := measure(context.Background(), o, tLog{t})
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkReport(t, rep, []string{targetDirect, targetRegate, targetSquid, targetRelay})
 	if rep.Squid == "" || rep.SquidAccessLogLines == 0 {
 		t.Errorf("squid version %q, access log lines %d", rep.Squid, rep.SquidAccessLogLines)
 	}
-	for _, w := range rep.Rows {
-		if _, ok := w.VsSquid[targetRegate]; !ok {
-			t.Errorf("%s: no regate/squid ratio", w.ID)
+	if rep.Wrk == "" || rep.Microsocks == "" || rep.StartupRunHow == "" {
+		t.Errorf("wrk %q, microsocks %q, startup timed by %q", rep.Wrk, rep.Microsocks, rep.StartupRunHow)
+	}
+	get := []string{targetDirect, targetRegateBin, targetSquid}
+	tunnels := []string{targetDirect, targetRegateBin, targetSquid, targetRelay}
+	socks := []string{targetDirect, targetRegateBin, targetRelay, targetMicrosocks}
+	footprint := []string{targetRegateBin, targetSquid}
+	want := []struct {
+		id       string
+		measured []string
+		base     string // the served binary's baseline
+	}{
+		{"keepalive", get, targetSquid},
+		{"newconn", get, targetSquid},
+		{"wrk-keepalive", []string{targetDirect, targetRegateBin, targetSquid}, targetSquid},
+		{"connect-up", tunnels, targetRelay},
+		{"connect-down", tunnels, targetRelay},
+		{"connect-p50", tunnels, targetSquid},
+		{"connect-p99", tunnels, targetSquid},
+		{"connect-tls-p50", tunnels, targetSquid},
+		{"connect-tls-p99", tunnels, targetSquid},
+		{"socks-newconn", slices.DeleteFunc(slices.Clone(socks), func(n string) bool { return n == targetRelay }), targetMicrosocks},
+		{"socks-up", socks, targetRelay},
+		{"socks-down", socks, targetRelay},
+		{"memory-keepalive", footprint, targetSquid},
+		{"memory-tunnel", footprint, targetSquid},
+		{"startup-run", []string{targetRegateBin}, ""},
+		{"startup-serve", []string{targetRegateBin}, ""},
+	}
+	var ids, wantIDs []string
+	for _, w := range want {
+		wantIDs = append(wantIDs, w.id)
+	}
+	for i, w := range rep.Rows {
+		ids = append(ids, w.ID)
+		if i >= len(want) || want[i].id != w.ID {
+			continue
 		}
-		if _, ok := w.VsRelay[targetRegate]; !ok && strings.HasPrefix(w.ID, "connect-") {
-			t.Errorf("%s: no regate/relay ratio", w.ID)
+		for _, name := range want[i].measured {
+			v, ok := w.Values[name]
+			memory := strings.HasPrefix(w.ID, "memory-") // it may shrink between two readings
+			if !ok || !memory && v <= 0 || w.Errors[name] > 0 {
+				t.Errorf("%s, %s: value %v (%v), %d errors, first: %s", w.ID, name, v, ok, w.Errors[name], w.FirstErrors[name])
+			}
 		}
+		if len(w.Values) != len(want[i].measured) {
+			t.Errorf("%s: values %v, want only %v", w.ID, w.Values, want[i].measured)
+		}
+		if base := want[i].base; base != "" {
+			if _, ok := w.compare(targetRegateBin, base); !ok {
+				t.Errorf("%s: no serve/%s ratio", w.ID, base)
+			}
+		}
+		// An added latency is judged where Squid's is above direct's (a
+		// handful of samples on a busy machine may have it below).
+		undefined := w.goal.ofAdded && w.Values[targetSquid] <= w.Values[targetDirect]
+		if _, judged := w.GoalMet[targetRegateBin]; !judged && !undefined {
+			t.Errorf("%s: goal %q does not judge the served binary", w.ID, w.Goal)
+		}
+	}
+	if strings.Join(ids, ",") != strings.Join(wantIDs, ",") {
+		t.Errorf("rows %v, want %v", ids, wantIDs)
 	}
 }
 
-// buildRegate builds the regate binary into a temporary directory.
+// builtRegate is the regate binary the package's tests share, built once.
+var builtRegate struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// tLog writes the tool's progress lines to the test's log.
+type tLog struct{ t *testing.T }
+
+func (l tLog) Write(b []byte) (int, error) {
+	l.t.Helper()
+	l.t.Log(time.Now().Format("15:04:05.000"), strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
+}
+
+// buildRegate builds the regate binary into a temporary directory, once
+// for the package's tests.
 func buildRegate(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds regate")
 	}
-	bin := filepath.Join(t.TempDir(), "regate")
-	args := []string{"build", "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race") // shares the build cache with test/e2e
+	b := &builtRegate
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "regate-load-test-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, "regate")
+		args := []string{"build", "-o", b.path}
+		if raceEnabled {
+			args = append(args, "-race") // shares the build cache with test/e2e
+		}
+		out, err := exec.Command("go", append(args, "github.com/regate/regate/cmd/regate")...).CombinedOutput()
+		if err != nil {
+			b.err = fmt.Errorf("building regate: %w\n%s", err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	build := exec.Command("go", append(args, "github.com/regate/regate/cmd/regate")...)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building regate: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// TestBinaryTarget measures `regate serve` from a freshly built binary
-// beside the in-process proxy.
-func TestBinaryTarget(t *testing.T) {
-	bin := buildRegate(t)
-	o, err := parseFlags(append([]string{"-squid", "off", "-relay=false", "-binary", bin}, tinyArgs...), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := measure(context.Background(), o, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkReport(t, rep, []string{targetDirect, targetRegate, targetRegateBin})
-	if st := rep.DecisionLog[targetRegateBin]; st.Lines == 0 {
-		t.Errorf("regate serve logged no decision: %+v", st)
-	}
+	return b.path
 }
 
 // TestTransparent runs the transparent workload with a freshly built
@@ -269,7 +376,8 @@ func TestInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	inspected := []string{targetRegateBin + inspectSuffix, targetRegate + inspectSuffix}
-	regates := []string{targetRegateBin + tunnelSuffix, inspected[0], targetRegate + tunnelSuffix, inspected[1]}
+	// The served regate also sends a secret (X:secret, against X:inspect).
+	regates := []string{targetRegateBin + tunnelSuffix, inspected[0], targetRegateBin + secretSuffix, targetRegate + tunnelSuffix, inspected[1]}
 	targets := regates
 	if rep.Mitmproxy != "" {
 		targets = append(slices.Clone(regates), targetMitmproxy)
@@ -382,7 +490,7 @@ func benchEnv(b *testing.B) (*upstream, []target) {
 		b.Fatal(err)
 	}
 	b.Cleanup(u.close)
-	r, err := startInProcess(context.Background(), b.TempDir())
+	r, err := startInProcess(context.Background(), b.TempDir(), policyPatterns(1000))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -484,7 +592,7 @@ func BenchmarkInspect(b *testing.B) {
 	dir := b.TempDir()
 	certs, err := newInspectCerts(dir)
 	if err == nil {
-		err = u.startTLS(certs.upstreamLeaf)
+		u.httpsPort, err = u.startTLS(certs.upstreamLeaf)
 	}
 	if err != nil {
 		b.Fatal(err)

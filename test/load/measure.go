@@ -17,9 +17,11 @@ type env struct {
 	u       *upstream
 	squid   *squid // nil when not installed, off or not needed
 	targets []target
-	parent  []target // Squid and regate chained to it (parent workload only)
-	sandbox []target // the sandbox's paths (transparent workload only)
-	inspect []target // regate's tunnels and inspection, mitmproxy (inspect workload only)
+	socks   []target     // the SOCKS5 workloads' targets
+	tlsUp   *tlsUpstream // the connect-tls workload's TLS server
+	parent  []target     // Squid and regate chained to it (parent workload only)
+	sandbox []target     // the sandbox's paths (transparent workload only)
+	inspect []target     // regate's tunnels and inspection, mitmproxy (inspect workload only)
 	stops   []func(*report)
 }
 
@@ -40,6 +42,12 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	if err == nil && o.relay && o.proxyWorkloads() {
 		err = e.addRelay()
 	}
+	if err == nil && o.inProcess && o.proxyWorkloads() {
+		err = e.addInProcess(ctx, o, dir, progress)
+	}
+	if err == nil && o.socksWorkloads() {
+		err = e.addSocks(o, rep, progress)
+	}
 	if err == nil && o.workloads[workloadParent] {
 		err = e.addParent(ctx, o, dir, rep, progress)
 	}
@@ -57,20 +65,21 @@ func measure(ctx context.Context, o options, progress io.Writer) (*report, error
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range slices.Concat(e.targets, e.parent, e.sandbox, e.inspect) {
+	rep.Served = o.binaries.names()
+	for _, t := range slices.Concat(e.targets, e.socks, e.parent, e.sandbox, e.inspect) {
 		if !slices.Contains(rep.Targets, t.name) { // direct and squid may be in several
 			rep.Targets = append(rep.Targets, t.name)
 		}
 	}
-	if err := runWorkloads(ctx, o, e, rep, progress); err != nil {
+	if err := runWorkloads(ctx, o, e, dir, rep, progress); err != nil {
 		return nil, err
 	}
 	rep.Targets = slices.DeleteFunc(rep.Targets, func(name string) bool { return !rep.measured(name) })
 	return rep, nil
 }
 
-// setUp starts the upstream and, for the proxy workloads, regate
-// in-process and the regate binaries, and Squid for them or the parent
+// setUp starts the upstream and, for the proxy workloads, the served
+// regate binaries, and Squid for them or the parent
 // workload; e.stops undoes whatever was started, even on error.
 func setUp(ctx context.Context, o options, dir string, rep *report, progress io.Writer) (*env, error) {
 	e := &env{}
@@ -81,8 +90,13 @@ func setUp(ctx context.Context, o options, dir string, rep *report, progress io.
 	e.u = u
 	e.stops = append(e.stops, func(*report) { u.close() })
 	e.targets = append(e.targets, target{name: targetDirect})
+	if o.workloads["connect-tls"] {
+		if e.tlsUp, err = startTLSUpstream(u); err != nil {
+			return e, err
+		}
+	}
 	if o.proxyWorkloads() {
-		if err := e.addRegates(ctx, o, dir, progress); err != nil {
+		if err := e.addRegates(o, dir); err != nil {
 			return e, err
 		}
 	}
@@ -92,13 +106,51 @@ func setUp(ctx context.Context, o options, dir string, rep *report, progress io.
 	return e, nil
 }
 
-// addRegates adds regate in-process and the regate binaries as targets.
-func (e *env) addRegates(ctx context.Context, o options, dir string, progress io.Writer) error {
-	r, err := startInProcess(ctx, dir)
+// addRegates adds `regate serve` from each -binary, else from one built
+// from this module, as the first targets after direct: each with the
+// allow list of o.patterns patterns and its decision log.
+func (e *env) addRegates(o options, dir string) error {
+	bins, err := servedBinaries(o, dir)
 	if err != nil {
 		return err
 	}
-	e.targets = append(e.targets, target{name: targetRegate, proxyAddr: r.addr})
+	cfg, err := servedConfig(dir, o.patterns, 0)
+	if err != nil {
+		return err
+	}
+	for _, bin := range bins {
+		b, err := startBinary(bin.path, bin.name, dir, true, []string{"--config", cfg})
+		if err != nil {
+			return err
+		}
+		e.targets = append(e.targets, target{name: bin.name, proxyAddr: b.addr, socksAddr: b.socksAddr, served: true})
+		e.stops = append(e.stops, func(rep *report) { rep.DecisionLog[bin.name] = b.stop() })
+	}
+	return nil
+}
+
+// servedBinaries are the -binary flags, else one binary built from this
+// module into dir.
+func servedBinaries(o options, dir string) (binaries, error) {
+	if len(o.binaries) > 0 {
+		return o.binaries, nil
+	}
+	path, err := regateBinary(o, dir)
+	if err != nil {
+		return nil, err
+	}
+	return binaries{{name: targetRegateBin, path: path}}, nil
+}
+
+// addInProcess adds regate in this process, a diagnostic: the same
+// policy as the served targets, sharing this process's scheduler with
+// the clients and the upstream.
+func (e *env) addInProcess(ctx context.Context, o options, dir string, progress io.Writer) error {
+	r, err := startInProcess(ctx, dir, policyPatterns(o.patterns))
+	if err != nil {
+		return err
+	}
+	e.targets = append(e.targets, target{name: targetRegate, proxyAddr: r.addr, socksAddr: r.socksAddr})
 	e.stops = append(e.stops, func(rep *report) {
 		st, err := r.stop()
 		rep.DecisionLog[targetRegate] = st
@@ -106,14 +158,6 @@ func (e *env) addRegates(ctx context.Context, o options, dir string, progress io
 			fmt.Fprintln(progress, "stopping in-process regate:", err)
 		}
 	})
-	for _, bin := range o.binaries {
-		b, err := startBinary(bin.path, bin.name, dir, pinnedPolicy)
-		if err != nil {
-			return err
-		}
-		e.targets = append(e.targets, target{name: bin.name, proxyAddr: b.addr})
-		e.stops = append(e.stops, func(rep *report) { rep.DecisionLog[bin.name] = b.stop() })
-	}
 	return nil
 }
 
@@ -129,7 +173,11 @@ func (e *env) addSquid(o options, dir string, rep *report, progress io.Writer) e
 		fmt.Fprintln(progress, rep.SquidSkipped)
 		return nil
 	}
-	s, err := startSquid(path, dir, []int{e.u.httpPort, e.u.echoPort, e.u.sinkPort, e.u.sourcePort})
+	ports := []int{e.u.httpPort, e.u.echoPort, e.u.sinkPort, e.u.sourcePort}
+	if e.tlsUp != nil {
+		ports = append(ports, e.tlsUp.port)
+	}
+	s, err := startSquid(path, dir, ports)
 	if err != nil {
 		return err
 	}
@@ -165,13 +213,14 @@ func (e *env) getTargets() []target {
 }
 
 // runWorkloads measures every workload on every target.
-func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress io.Writer) error {
+func runWorkloads(ctx context.Context, o options, e *env, dir string, rep *report, progress io.Writer) error {
 	get := []struct {
 		id, title string
 		run       func(target, *upstream, int, time.Duration) sample
+		goal      goal
 	}{
-		{"keepalive", fmt.Sprintf("keep-alive GET, %d clients", o.clients), keepAlive},
-		{"newconn", fmt.Sprintf("new-connection GET, %d clients", o.clients), newConnection},
+		{"keepalive", fmt.Sprintf("keep-alive GET, %d clients", o.clients), keepAlive, goalKeepAlive},
+		{"newconn", fmt.Sprintf("new-connection GET, %d clients", o.clients), newConnection, goalNewConn},
 	}
 	for _, w := range get {
 		if !o.workloads[w.id] {
@@ -186,7 +235,12 @@ func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress 
 		if err != nil {
 			return err
 		}
-		rep.addRate(w.id, w.title, "req/s", samples, perSecond, goalGET, progress)
+		rep.addRate(w.id, w.title, "req/s", samples, perSecond, w.goal, progress)
+	}
+	if o.workloads["wrk"] {
+		if err := runWrk(ctx, o, e, dir, rep, progress); err != nil {
+			return err
+		}
 	}
 	size := int64(o.bulkMiB) << 20
 	bulk := []struct {
@@ -211,7 +265,30 @@ func runWorkloads(ctx context.Context, o options, e *env, rep *report, progress 
 		if err != nil {
 			return err
 		}
-		rep.addLatency("connect", "new CONNECT to first echo", lat, o.samples, goal{})
+		rep.addLatency("connect", "new CONNECT to first echo", lat, o.samples, goalSetupP50, goalSetupP99)
+	}
+	if e.tlsUp != nil {
+		req := e.tlsUp.request()
+		lat, err := setupLatencies(ctx, e.targets, o.samples, func(t target) (time.Duration, error) { return e.tlsUp.firstByte(t, req) })
+		if err != nil {
+			return err
+		}
+		rep.addLatency("connect-tls", "new CONNECT + TLS handshake to first byte", lat, o.samples, goalTLSSetupP50, goalTLSSetupP99)
+	}
+	if len(e.socks) > 0 {
+		if err := runSocks(ctx, o, e, rep, progress); err != nil {
+			return err
+		}
+	}
+	if o.workloads[workloadMemory] {
+		if err := runMemory(ctx, o, e, dir, rep, progress); err != nil {
+			return err
+		}
+	}
+	if o.workloads[workloadStartup] {
+		if err := runStartup(ctx, o, dir, rep, progress); err != nil {
+			return err
+		}
 	}
 	if len(e.parent) > 0 {
 		if err := runParent(ctx, o, e, rep, progress); err != nil {

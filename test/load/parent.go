@@ -49,7 +49,7 @@ func (e *env) addParent(ctx context.Context, o options, dir string, rep *report,
 	if len(o.binaries) > 0 {
 		name = o.binaries[0].name
 	}
-	b, err := startBinary(bin, name+"-parent", dir, append(chainedPolicy(o.parentPin), "--upstream-proxy", parentURL))
+	b, err := startBinary(bin, name+"-parent", dir, false, append(chainedPolicy(o.parentPin), "--upstream-proxy", parentURL))
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func runParent(ctx context.Context, o options, e *env, rep *report, progress io.
 	if err != nil {
 		return err
 	}
-	rep.addLatency("parent-connect", "via Squid: new CONNECT to first echo", lat, o.samples, goal{})
+	rep.addLatency("parent-connect", "via Squid: new CONNECT to first echo", lat, o.samples, goal{}, goal{})
 	if !o.parentPin {
 		rep.ParentLookup = localLookup(ctx, min(o.samples, 100))
 	}

@@ -38,16 +38,23 @@ type logStats struct {
 // registered, and every decision logged as a JSON line to a file (the
 // in-memory ring of the admin API is always on too).
 type inProcess struct {
-	e       *engine.Engine
-	p       *proxy.Proxy
-	reg     *prometheus.Registry
-	logFile *os.File
-	addr    string
-	done    chan error
+	e         *engine.Engine
+	p         *proxy.Proxy
+	reg       *prometheus.Registry
+	logFile   *os.File
+	addr      string // HTTP proxy
+	socksAddr string // SOCKS5
+	done      chan error
 }
 
-func startInProcess(ctx context.Context, dir string) (*inProcess, error) {
-	return startInProcessChained(ctx, dir, "regate", nil, true)
+// startInProcess starts regate in-process allowing the patterns of allow
+// (upstreamName among them), the name pinned.
+func startInProcess(ctx context.Context, dir string, allow []string) (*inProcess, error) {
+	pcfg := proxy.Config{
+		AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Hosts:      map[string][]netip.Addr{upstreamName: {netip.MustParseAddr("127.0.0.1")}},
+	}
+	return startInProcessWith(ctx, dir, "in-process", engine.Config{Allow: allow}, pcfg)
 }
 
 // startInProcessChained starts regate in-process with its decision log in
@@ -74,7 +81,7 @@ func startInProcessWith(ctx context.Context, dir, stem string, ecfg engine.Confi
 	if err != nil {
 		return nil, fmt.Errorf("opening decision log: %w", err)
 	}
-	r := &inProcess{reg: prometheus.NewRegistry(), logFile: f, done: make(chan error, 1)}
+	r := &inProcess{reg: prometheus.NewRegistry(), logFile: f, done: make(chan error, 2)}
 	ecfg.Default, ecfg.DecisionLog, ecfg.Registerer = policies.FS, f, r.reg
 	r.e, err = engine.New(ecfg)
 	if err == nil {
@@ -86,17 +93,23 @@ func startInProcessWith(ctx context.Context, dir, stem string, ecfg engine.Confi
 	}
 	pcfg.AllowAnonymous, pcfg.DecisionLogger, pcfg.Registerer = true, r.e, r.reg
 	r.p, err = proxy.New(pcfg, r.e)
-	var ln net.Listener
+	var ln, sln net.Listener
 	if err == nil {
 		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err == nil {
+		if sln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			_ = ln.Close()
+		}
 	}
 	if err != nil {
 		r.e.Stop(ctx)
 		_ = f.Close()
 		return nil, fmt.Errorf("starting proxy: %w", err)
 	}
-	r.addr = ln.Addr().String()
+	r.addr, r.socksAddr = ln.Addr().String(), sln.Addr().String()
 	go func() { r.done <- r.p.ServeHTTPProxy(ln) }()
+	go func() { r.done <- r.p.ServeSOCKS(sln) }()
 	return r, nil
 }
 
@@ -105,8 +118,10 @@ func (r *inProcess) stop() (logStats, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := r.p.Shutdown(ctx)
-	if serr := <-r.done; serr != nil {
-		err = errors.Join(err, serr)
+	for range 2 {
+		if serr := <-r.done; serr != nil {
+			err = errors.Join(err, serr)
+		}
 	}
 	r.e.Flush(ctx)
 	r.e.Stop(ctx)
@@ -154,26 +169,36 @@ var pinnedPolicy = []string{"--allow", upstreamName, "--resolve", upstreamName +
 // regateServe is `regate serve` started from a built binary, with its
 // policy flags and a decision-log file.
 type regateServe struct {
-	cmd     *exec.Cmd
-	addr    string
-	logPath string
-	waited  chan struct{}
+	cmd       *exec.Cmd
+	addr      string // HTTP proxy
+	socksAddr string // SOCKS5, "" when off
+	logPath   string
+	waited    chan struct{}
 }
 
-// startBinary starts `path serve` with the policy flags, its decision log
-// in dir/stem-decisions.jsonl and its output in dir/stem.stderr.
-func startBinary(path, stem, dir string, policy []string) (*regateServe, error) {
+// startBinary starts `path serve` with the policy flags, a SOCKS5
+// listener too with socks, its decision log in dir/stem-decisions.jsonl
+// and its output in dir/stem.stderr.
+func startBinary(path, stem, dir string, socks bool, policy []string) (*regateServe, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	b := &regateServe{addr: "127.0.0.1:" + strconv.Itoa(port), logPath: filepath.Join(dir, stem+"-decisions.jsonl"), waited: make(chan struct{})}
+	socksFlag := "off"
+	if socks {
+		if port, err = freePort(); err != nil {
+			return nil, err
+		}
+		b.socksAddr = "127.0.0.1:" + strconv.Itoa(port)
+		socksFlag = b.socksAddr
+	}
 	stderr, err := os.Create(filepath.Join(dir, stem+".stderr"))
 	if err != nil {
 		return nil, err
 	}
 	defer stderr.Close()
-	args := append([]string{"serve", "--http", b.addr, "--socks", "off", "--admin", "off"}, policy...)
+	args := append([]string{"serve", "--http", b.addr, "--socks", socksFlag, "--admin", "off"}, policy...)
 	b.cmd = exec.Command(path, append(args, "--decision-log", b.logPath, "--watch=false", "--log-level", "warn")...)
 	b.cmd.Stdout, b.cmd.Stderr = stderr, stderr
 	b.cmd.Env = cleanEnv()

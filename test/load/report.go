@@ -11,28 +11,47 @@ import (
 )
 
 // goal is what a row's figures are judged against (reported, never
-// asserted): a ratio of at least ratio× base, or for a latency row at most
-// added µs over base. The zero goal judges nothing.
+// asserted): a ratio of at least ratio× base, for a latency row at most
+// added µs over base or a latency of at most most× base's. The zero goal
+// judges nothing.
 type goal struct {
-	only  string // the one target judged; "" for every regate target
-	base  string // targetDirect, targetSquid, baseTunnel or targetMitmproxy
-	ratio float64
-	added float64
+	only   string // the one target judged; "" for every regate target
+	served bool   // only `regate serve` targets are judged (not in-process)
+	base   string // targetDirect, targetSquid, targetRelay, baseTunnel or targetMitmproxy
+	ratio  float64
+	added  float64
+	most   float64
+	atMost float64 // a value of at most this (startup), no base
+	// ofAdded judges, with most, the latency added over direct against
+	// the one base adds (AddedVsSquid).
+	ofAdded bool
 }
 
 // baseTunnel is the goal base of an inspected target: the plain tunnel
 // of the same regate (tunnelOf).
 const baseTunnel = "tunnel"
 
-// The goals: GET requests/s and CONNECT MB/s (issue 3, item 11), regate
-// chained to Squid against Squid alone (keep-alive GET), the sandbox's
-// transparent path: bulk MB/s and the time a new connection adds, and
-// HTTPS inspection: keep-alive requests/s against mitmproxy, download
-// MB/s and the time a new request adds against the plain tunnel.
+// The goals: the served binary's GET requests/s against Squid's, its
+// CONNECT MB/s against the splice relay's and a new CONNECT's latency
+// against Squid's (issue 14), regate chained to Squid against Squid alone
+// (keep-alive GET), the sandbox's transparent path: bulk MB/s and the
+// time a new connection adds, and HTTPS inspection: keep-alive requests/s
+// against mitmproxy, download MB/s and the time a new request adds
+// against the plain tunnel.
 var (
-	goalGET              = goal{base: targetSquid, ratio: 1.2}
+	goalKeepAlive        = goal{served: true, base: targetSquid, ratio: 1.5}
+	goalNewConn          = goal{served: true, base: targetSquid, ratio: 2}
+	goalConnect          = goal{served: true, base: targetRelay, ratio: 1}
+	goalSetupP50         = goal{served: true, base: targetSquid, most: 0.6, ofAdded: true}
+	goalSetupP99         = goal{served: true, base: targetSquid, most: 1, ofAdded: true}
+	goalTLSSetupP50      = goal{served: true, base: targetSquid, most: 0.6, ofAdded: true}
+	goalTLSSetupP99      = goal{served: true, base: targetSquid, most: 1, ofAdded: true}
+	goalSocksNewConn     = goal{served: true, base: targetMicrosocks, ratio: 1.2}
+	goalSocksBulk        = goal{served: true, base: targetRelay, ratio: 1}
+	goalMemory           = goal{served: true, base: targetSquid, most: 1.5}
+	goalStartupRun       = goal{served: true, atMost: 50}
+	goalStartupServe     = goal{served: true, atMost: 300}
 	goalParentGET        = goal{base: targetSquid, ratio: 0.8}
-	goalConnect          = goal{base: targetDirect, ratio: 0.8}
 	goalTransparentBulk  = goal{only: targetTransparent, base: targetDirect, ratio: 0.25}
 	goalTransparentSetup = goal{only: targetTransparent, base: targetDirect, added: 1000}
 	goalInspectGET       = goal{base: targetMitmproxy, ratio: 5}
@@ -43,12 +62,18 @@ var (
 func (g goal) String() string {
 	var s string
 	switch {
+	case g.atMost > 0:
+		s = fmt.Sprintf("≤%g", g.atMost)
 	case g.base == "":
 		return ""
 	case g.added > 0 && g.base == baseTunnel:
 		s = fmt.Sprintf("adds ≤%.0fµs to the tunnel", g.added)
 	case g.added > 0:
 		s = fmt.Sprintf("adds ≤%.0fµs", g.added)
+	case g.most > 0 && g.ofAdded:
+		s = fmt.Sprintf("adds ≤%.2g× what %s adds", g.most, g.base)
+	case g.most > 0:
+		s = fmt.Sprintf("≤%.2g× %s's", g.most, g.base)
 	default:
 		s = fmt.Sprintf("≥%.2g× %s", g.ratio, g.base)
 	}
@@ -61,50 +86,68 @@ func (g goal) String() string {
 // met says whether target name meets the goal in w; ok is false where
 // the goal does not apply or the ratio is missing.
 func (g goal) met(w *row, name string) (met, ok bool) {
-	if g.base == "" || g.only != "" && name != g.only {
+	if g.only != "" && name != g.only {
 		return false, false
 	}
-	v, ok := w.VsDirect[name]
-	switch g.base {
-	case targetSquid:
-		v, ok = w.VsSquid[name]
-	case baseTunnel:
-		v, ok = w.VsTunnel[name]
-	case targetMitmproxy:
-		v, ok = w.VsMitmproxy[name]
+	if g.atMost > 0 {
+		v, ok := w.Values[name]
+		return v <= g.atMost, ok
+	}
+	if g.base == "" {
+		return false, false
+	}
+	base := g.base
+	if base == baseTunnel {
+		if base, ok = tunnelOf(name); !ok {
+			return false, false
+		}
+	}
+	v, ok := w.compare(name, base)
+	if g.ofAdded {
+		v, ok = w.AddedVsSquid[name]
 	}
 	switch {
 	case !ok:
 		return false, false
 	case g.added > 0:
 		return v <= g.added, true
+	case g.most > 0:
+		return v <= g.most, true
 	}
 	return v >= g.ratio, true
 }
 
 // report is the result of a run: the table's rows and the JSON line.
 type report struct {
-	Tool                string              `json:"tool"`
-	Time                time.Time           `json:"time"`
-	Go                  string              `json:"go"`
-	CPUs                int                 `json:"cpus"`
-	GOMAXPROCS          int                 `json:"gomaxprocs"`
-	Options             map[string]any      `json:"options"`
-	Targets             []string            `json:"targets"`
-	Squid               string              `json:"squid_version,omitempty"`
-	SquidSkipped        string              `json:"squid_skipped,omitempty"`
-	SquidAccessLogLines int                 `json:"squid_access_log_lines,omitempty"`
-	ParentBinary        string              `json:"parent_binary,omitempty"`
-	ParentPinned        bool                `json:"parent_pinned,omitempty"`
-	ParentSkipped       string              `json:"parent_skipped,omitempty"`
-	ParentLookup        *lookupStats        `json:"parent_lookup,omitempty"`
-	IsolateBinary       string              `json:"isolate_binary,omitempty"`
-	IsolateSkipped      string              `json:"isolate_skipped,omitempty"`
-	InspectBinary       string              `json:"inspect_binary,omitempty"`
-	Mitmproxy           string              `json:"mitmproxy_version,omitempty"`
-	MitmproxySkipped    string              `json:"mitmproxy_skipped,omitempty"`
-	DecisionLog         map[string]logStats `json:"decision_log"`
-	Rows                []row               `json:"rows"`
+	Tool                string                        `json:"tool"`
+	Time                time.Time                     `json:"time"`
+	Go                  string                        `json:"go"`
+	CPUs                int                           `json:"cpus"`
+	GOMAXPROCS          int                           `json:"gomaxprocs"`
+	Options             map[string]any                `json:"options"`
+	Targets             []string                      `json:"targets"`
+	Served              []string                      `json:"served,omitempty"` // the targets that are `regate serve` as its own process
+	Squid               string                        `json:"squid_version,omitempty"`
+	SquidSkipped        string                        `json:"squid_skipped,omitempty"`
+	SquidAccessLogLines int                           `json:"squid_access_log_lines,omitempty"`
+	ParentBinary        string                        `json:"parent_binary,omitempty"`
+	ParentPinned        bool                          `json:"parent_pinned,omitempty"`
+	ParentSkipped       string                        `json:"parent_skipped,omitempty"`
+	ParentLookup        *lookupStats                  `json:"parent_lookup,omitempty"`
+	IsolateBinary       string                        `json:"isolate_binary,omitempty"`
+	IsolateSkipped      string                        `json:"isolate_skipped,omitempty"`
+	InspectBinary       string                        `json:"inspect_binary,omitempty"`
+	Mitmproxy           string                        `json:"mitmproxy_version,omitempty"`
+	MitmproxySkipped    string                        `json:"mitmproxy_skipped,omitempty"`
+	Wrk                 string                        `json:"wrk,omitempty"`
+	WrkSkipped          string                        `json:"wrk_skipped,omitempty"`
+	Microsocks          string                        `json:"microsocks,omitempty"`
+	MicrosocksSkipped   string                        `json:"microsocks_skipped,omitempty"`
+	MemorySkipped       string                        `json:"memory_skipped,omitempty"`
+	FilesPerConn        map[string]map[string]float64 `json:"files_per_connection,omitempty"` // memory rows: descriptors a proxy holds per idle connection
+	StartupRunHow       string                        `json:"startup_run_how,omitempty"`
+	DecisionLog         map[string]logStats           `json:"decision_log"`
+	Rows                []row                         `json:"rows"`
 }
 
 // row is one workload: a value per target, and the ratios (for latency
@@ -112,19 +155,22 @@ type report struct {
 // path's against the sandbox's proxy path, and an inspected target's
 // against its plain tunnel and mitmproxy.
 type row struct {
-	ID          string               `json:"id"`
-	Title       string               `json:"title"`
-	Unit        string               `json:"unit"`
-	Latency     bool                 `json:"latency,omitempty"` // lower is better
-	Values      map[string]float64   `json:"values"`
-	Rounds      map[string][]float64 `json:"rounds,omitempty"`
-	VsDirect    map[string]float64   `json:"vs_direct"`
-	VsSquid     map[string]float64   `json:"vs_squid,omitempty"`
-	OverSquid   map[string]float64   `json:"over_squid_us,omitempty"` // µs added to Squid's latency where Squid is the baseline (no direct)
-	VsRelay     map[string]float64   `json:"vs_relay,omitempty"`
-	Errors      map[string]int64     `json:"errors,omitempty"`
-	FirstErrors map[string]string    `json:"first_errors,omitempty"`
-	Reconnects  map[string]int64     `json:"reconnects,omitempty"`
+	ID        string               `json:"id"`
+	Title     string               `json:"title"`
+	Unit      string               `json:"unit"`
+	Latency   bool                 `json:"latency,omitempty"` // lower is better
+	Values    map[string]float64   `json:"values"`
+	Rounds    map[string][]float64 `json:"rounds,omitempty"`
+	VsDirect  map[string]float64   `json:"vs_direct"`
+	VsSquid   map[string]float64   `json:"vs_squid,omitempty"`
+	OverSquid map[string]float64   `json:"over_squid_us,omitempty"` // µs added to Squid's latency where Squid is the baseline (no direct)
+	// AddedVsSquid is, on a latency row with direct and Squid, the time a
+	// target adds over direct against the time Squid adds.
+	AddedVsSquid map[string]float64 `json:"added_vs_squid,omitempty"`
+	VsRelay      map[string]float64 `json:"vs_relay,omitempty"`
+	Errors       map[string]int64   `json:"errors,omitempty"`
+	FirstErrors  map[string]string  `json:"first_errors,omitempty"`
+	Reconnects   map[string]int64   `json:"reconnects,omitempty"`
 	// UpstreamConnsPerOp is upstream connections opened per request (GET
 	// rows): ~1 directly with new connections, ~0 for a pooling proxy.
 	UpstreamConnsPerOp map[string]float64 `json:"upstream_conns_per_request,omitempty"`
@@ -150,15 +196,17 @@ func newReport(o options) *report {
 		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		Options: map[string]any{
 			"duration": o.duration.String(), "warmup": o.warmup.String(), "rounds": o.rounds,
-			"clients": o.clients, "parent_pin": o.parentPin, "bulk_mib": o.bulkMiB, "isolate_bulk_mib": o.isolateMiB, "inspect_bulk_mib": o.inspectMiB, "samples": o.samples, "body_bytes": o.bodySize,
+			"clients": o.clients, "parent_pin": o.parentPin, "bulk_mib": o.bulkMiB, "isolate_bulk_mib": o.isolateMiB, "inspect_bulk_mib": o.inspectMiB, "samples": o.samples, "body_bytes": o.bodySize, "patterns": o.patterns,
+			"wrk_connections": o.wrkConns, "wrk_duration": o.wrkDuration.String(), "memory_connections": o.memConns,
+			"startup_runs": o.startupRuns, "startup_patterns": o.startupPatterns,
 		},
-		DecisionLog: map[string]logStats{},
+		DecisionLog: map[string]logStats{}, FilesPerConn: map[string]map[string]float64{},
 	}
 }
 
 func newRow(id, title, unit string, g goal) row {
 	return row{ID: id, Title: title, Unit: unit, Values: map[string]float64{}, Rounds: map[string][]float64{},
-		VsDirect: map[string]float64{}, VsSquid: map[string]float64{}, OverSquid: map[string]float64{}, VsRelay: map[string]float64{},
+		VsDirect: map[string]float64{}, VsSquid: map[string]float64{}, OverSquid: map[string]float64{}, AddedVsSquid: map[string]float64{}, VsRelay: map[string]float64{},
 		VsIsolateProxy: map[string]float64{}, VsTunnel: map[string]float64{}, VsMitmproxy: map[string]float64{}, VsInspect: map[string]float64{}, Errors: map[string]int64{},
 		FirstErrors: map[string]string{}, Reconnects: map[string]int64{}, GoalMet: map[string]bool{},
 		UpstreamConnsPerOp: map[string]float64{}, Goal: g.String(), goal: g}
@@ -193,13 +241,13 @@ func (r *report) addRate(id, title, unit string, samples map[string][]sample, va
 	fmt.Fprintf(progress, "%-32s %s\n", title, roundsLine(w, r.Targets))
 }
 
-// addLatency adds the p50 (judged against g50) and p99 rows of a setup
-// latency: ids prefix-p50 and prefix-p99.
-func (r *report) addLatency(prefix, title string, lat map[string]*latencies, n int, g50 goal) {
+// addLatency adds the p50 and p99 rows of a setup latency, judged
+// against g50 and g99: ids prefix-p50 and prefix-p99.
+func (r *report) addLatency(prefix, title string, lat map[string]*latencies, n int, g50, g99 goal) {
 	for _, p := range []struct {
 		q float64
 		g goal
-	}{{0.50, g50}, {0.99, goal{}}} {
+	}{{0.50, g50}, {0.99, g99}} {
 		q := int(p.q * 100)
 		w := newRow(fmt.Sprintf("%s-p%d", prefix, q), fmt.Sprintf("%s, p%d (n=%d)", title, q, n), "µs", p.g)
 		w.Latency = true
@@ -230,14 +278,17 @@ func (r *report) finish(w *row) {
 		if v, ok := w.compare(name, targetDirect); ok {
 			w.VsDirect[name] = v
 		}
-		if name == targetSquid || name == targetRelay {
+		if name == targetSquid || name == targetRelay || name == targetMicrosocks {
 			continue
 		}
 		if v, ok := w.compare(name, targetSquid); ok {
 			w.VsSquid[name] = v
 		}
-		if _, direct := w.Values[targetDirect]; w.Latency && !direct && w.Values[targetSquid] > 0 {
+		if _, direct := w.Values[targetDirect]; w.Latency && w.Unit == "µs" && !direct && w.Values[targetSquid] > 0 {
 			w.OverSquid[name] = round1(w.Values[name] - w.Values[targetSquid])
+		}
+		if d, ok := w.Values[targetDirect]; ok && w.Latency && w.Unit == "µs" && w.Values[targetSquid] > d {
+			w.AddedVsSquid[name] = round3((w.Values[name] - d) / (w.Values[targetSquid] - d))
 		}
 		if v, ok := w.compare(name, targetRelay); ok {
 			w.VsRelay[name] = v
@@ -257,6 +308,9 @@ func (r *report) finish(w *row) {
 			if v, ok := w.compare(name, base); ok {
 				w.VsInspect[name] = v
 			}
+		}
+		if w.goal.served && !slices.Contains(r.Served, name) {
+			continue
 		}
 		if met, ok := w.goal.met(w, name); ok {
 			w.GoalMet[name] = met
@@ -300,6 +354,14 @@ func (w *row) compare(name, base string) (float64, bool) {
 		return 0, false
 	}
 	return round3(median(ratios)), true
+}
+
+// addTarget adds a target measured by a workload that starts its own
+// (memory, startup) to the table's columns, once.
+func (r *report) addTarget(name string) {
+	if !slices.Contains(r.Targets, name) {
+		r.Targets = append(r.Targets, name)
+	}
 }
 
 // measured reports whether a row has a value for target name.

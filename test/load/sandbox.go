@@ -123,7 +123,7 @@ func runSandbox(ctx context.Context, o options, e *env, rep *report, progress io
 	if err != nil {
 		return err
 	}
-	rep.addLatency("transparent", "sandbox: new connection to first echo", lat, o.samples, goalTransparentSetup)
+	rep.addLatency("transparent", "sandbox: new connection to first echo", lat, o.samples, goalTransparentSetup, goal{})
 	for _, t := range e.sandbox {
 		if t.name != targetTransparent {
 			continue
@@ -132,7 +132,7 @@ func runSandbox(ctx context.Context, o options, e *env, rep *report, progress io
 		if err != nil {
 			return err
 		}
-		rep.addLatency("transparent-lookup", "sandbox: name lookup (A+AAAA) of a transparent dial", lat, o.samples, goal{})
+		rep.addLatency("transparent-lookup", "sandbox: name lookup (A+AAAA) of a transparent dial", lat, o.samples, goal{}, goal{})
 	}
 	return nil
 }

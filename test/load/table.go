@@ -27,7 +27,7 @@ func compared(targets []string) []string {
 	var out []string
 	for _, name := range targets {
 		switch {
-		case name == targetDirect, name == targetSquid, name == targetRelay, name == targetMitmproxy:
+		case name == targetDirect, name == targetSquid, name == targetRelay, name == targetMitmproxy, name == targetMicrosocks:
 		case strings.HasSuffix(name, tunnelSuffix):
 		default:
 			out = append(out, name)
@@ -40,9 +40,13 @@ func compared(targets []string) []string {
 // workloads, regate chained to Squid (parent), the sandbox's
 // (transparent) and HTTPS inspection's, then the notes.
 func (r *report) writeTable(out io.Writer) {
-	var proxies, chained, sandbox, inspect []row
+	var proxies, socks, footprint, chained, sandbox, inspect []row
 	for _, w := range r.Rows {
 		switch {
+		case strings.HasPrefix(w.ID, "socks-"):
+			socks = append(socks, w)
+		case strings.HasPrefix(w.ID, workloadMemory), strings.HasPrefix(w.ID, workloadStartup):
+			footprint = append(footprint, w)
 		case strings.HasPrefix(w.ID, workloadInspect):
 			inspect = append(inspect, w)
 		case strings.HasPrefix(w.ID, workloadTransparent):
@@ -54,7 +58,7 @@ func (r *report) writeTable(out io.Writer) {
 		}
 	}
 	first := true
-	for _, rows := range [][]row{proxies, chained, sandbox, inspect} {
+	for _, rows := range [][]row{proxies, socks, footprint, chained, sandbox, inspect} {
 		if len(rows) == 0 {
 			continue
 		}
@@ -81,6 +85,8 @@ func (r *report) writeRows(out io.Writer, rows []row) {
 	withDirect, withSquid := slices.Contains(targets, targetDirect), slices.Contains(targets, targetSquid)
 	withTunnel := slices.ContainsFunc(targets, func(name string) bool { return strings.HasSuffix(name, tunnelSuffix) })
 	withMitmproxy := slices.Contains(targets, targetMitmproxy)
+	withRelay := slices.Contains(targets, targetRelay)
+	withMicrosocks := slices.Contains(targets, targetMicrosocks)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 	compared := compared(targets)
 	head := append([]string{"workload", "unit"}, targets...)
@@ -90,6 +96,12 @@ func (r *report) writeRows(out io.Writer, rows []row) {
 		}
 		if withSquid {
 			head = append(head, name+"/squid")
+		}
+		if withRelay && slices.Contains(r.Served, name) {
+			head = append(head, name+"/relay")
+		}
+		if withMicrosocks && slices.Contains(r.Served, name) {
+			head = append(head, name+"/microsocks")
 		}
 		if withTunnel {
 			head = append(head, name+"/tunnel")
@@ -111,6 +123,12 @@ func (r *report) writeRows(out io.Writer, rows []row) {
 			if withSquid {
 				cells = append(cells, squidCell(w, name))
 			}
+			if withRelay && slices.Contains(r.Served, name) {
+				cells = append(cells, ratioCell(w.VsRelay, name, false))
+			}
+			if withMicrosocks && slices.Contains(r.Served, name) {
+				cells = append(cells, compareCell(w, name, targetMicrosocks))
+			}
 			if withTunnel {
 				cells = append(cells, ratioCell(w.VsTunnel, name, w.Latency))
 			}
@@ -118,7 +136,7 @@ func (r *report) writeRows(out io.Writer, rows []row) {
 				cells = append(cells, ratioCell(w.VsMitmproxy, name, false))
 			}
 		}
-		cells = append(cells, goalCell(w, compared))
+		cells = append(cells, r.goalCell(w, compared))
 		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
 	}
 	_ = tw.Flush()
@@ -148,6 +166,15 @@ func ratioCell(m map[string]float64, name string, added bool) string {
 	return fmt.Sprintf("%.2f×", v)
 }
 
+// compareCell is the ratio of name against base.
+func compareCell(w row, name, base string) string {
+	v, ok := w.compare(name, base)
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
 // squidCell is the ratio against Squid and, where Squid is a latency
 // row's baseline, the microseconds added to it.
 func squidCell(w row, name string) string {
@@ -155,18 +182,24 @@ func squidCell(w row, name string) string {
 	if _, ok := w.OverSquid[name]; ok {
 		s += " " + ratioCell(w.OverSquid, name, true)
 	}
+	if v, ok := w.AddedVsSquid[name]; ok {
+		s += fmt.Sprintf(" (adds %.2f×)", v)
+	}
 	return s
 }
 
 // goalCell says, for each compared target the goal applies to, whether
 // it is met (n/a when none can be judged).
-func goalCell(w row, compared []string) string {
+func (r *report) goalCell(w row, compared []string) string {
 	if w.Goal == "" {
 		return ""
 	}
 	var parts []string
 	for _, name := range compared {
 		if _, measured := w.Values[name]; !measured || w.goal.only != "" && name != w.goal.only {
+			continue
+		}
+		if w.goal.served && !slices.Contains(r.Served, name) {
 			continue
 		}
 		met, ok := w.GoalMet[name]
@@ -187,7 +220,11 @@ func goalCell(w row, compared []string) string {
 
 func (r *report) writeNotes(out io.Writer) {
 	fmt.Fprintf(out, "\n%s, %d CPUs (GOMAXPROCS %d); options %v\n", r.Go, r.CPUs, r.GOMAXPROCS, r.Options)
-	fmt.Fprintln(out, "ratios: median over the interleaved rounds of the per-round ratio; latency: X/direct is the time a new CONNECT adds, X/squid the ratio of latencies (via Squid: and the time added)")
+	fmt.Fprintln(out, "ratios: median over the interleaved rounds of the per-round ratio; latency: X/direct is the time a new CONNECT adds, X/squid the ratio of latencies and (adds) of the times added over direct (via Squid: the time added to Squid's)")
+	if len(r.Served) > 0 {
+		fmt.Fprintf(out, "%s: `regate serve` as its own process (the goals judge it), the embedded default policy with %v allow-list patterns, decision log on; %s: the same regate in this tool's process, a diagnostic (it shares the scheduler with the clients and the upstream)\n",
+			strings.Join(r.Served, ", "), r.Options["patterns"], targetRegate)
+	}
 	if r.Squid != "" {
 		fmt.Fprintf(out, "squid %s, access_log on: %d lines\n", r.Squid, r.SquidAccessLogLines)
 	} else if r.SquidSkipped != "" {
@@ -201,7 +238,7 @@ func (r *report) writeNotes(out io.Writer) {
 		if !r.ParentPinned {
 			pin = "not pinned in regate (-parent-pin=false): looked up locally first"
 		}
-		fmt.Fprintf(out, "via Squid rows: the client to Squid directly, and to regate with --upstream-proxy to the same Squid (X%s: `%s serve`; regate%s: in-process), asked for the name, which Squid resolves; %s\n", chainedSuffix, r.ParentBinary, chainedSuffix, pin)
+		fmt.Fprintf(out, "via Squid rows: the client to Squid directly, and to regate with --upstream-proxy to the same Squid (X%s: `%s serve`; %s%s: in-process), asked for the name, which Squid resolves; %s\n", chainedSuffix, r.ParentBinary, targetRegate, chainedSuffix, pin)
 	}
 	if l := r.ParentLookup; l != nil {
 		fmt.Fprintf(out, "a local lookup of %s, as regate makes before asking the parent for a name: p50 %.0fµs, p99 %.0fµs (n=%d; %s)\n", l.Name, l.P50, l.P99, l.N, l.Result)
@@ -225,6 +262,9 @@ func (r *report) writeNotes(out io.Writer) {
 		fmt.Fprintln(out)
 	}
 	for _, w := range r.Rows {
+		if m := r.FilesPerConn[w.ID]; len(m) > 0 {
+			fmt.Fprintf(out, "%s: open files per connection: %s\n", w.ID, mapLine(m, r.Targets, "%.2f"))
+		}
 		if len(w.UpstreamConnsPerOp) > 0 {
 			fmt.Fprintf(out, "%s: upstream connections opened per request: %s\n", w.ID, mapLine(w.UpstreamConnsPerOp, r.Targets, "%.3g"))
 		}
@@ -259,8 +299,8 @@ func mapLine(m map[string]float64, targets []string, format string) string {
 // writeInspectNotes says what the inspect rows compare.
 func (r *report) writeInspectNotes(out io.Writer) {
 	if r.InspectBinary != "" {
-		fmt.Fprintf(out, "HTTPS rows: the same TLS upstream through regate (X = `%s serve`, regate = in-process), X%s a plain CONNECT tunnel to %s (the client's TLS ends at the upstream), X%s the same regate inspecting %s (it ends at regate, which verifies the upstream with --upstream-ca); HTTP/1.1 clients, a full TLS handshake per new connection; latency: X%s/tunnel is the time inspection adds\n",
-			r.InspectBinary, tunnelSuffix, tunnelName, inspectSuffix, inspectName, inspectSuffix)
+		fmt.Fprintf(out, "HTTPS rows: the same TLS upstream through regate (X = `%s serve`, or %s), X%s a plain CONNECT tunnel to %s (the client's TLS ends at the upstream), X%s the same regate inspecting %s (it ends at regate, which verifies the upstream with --upstream-ca); HTTP/1.1 clients, a full TLS handshake per new connection; latency: X%s/tunnel is the time inspection adds\n",
+			r.InspectBinary, targetRegate, tunnelSuffix, tunnelName, inspectSuffix, inspectName, inspectSuffix)
 	}
 	for _, w := range r.Rows {
 		for name, v := range w.VsInspect {

@@ -15,9 +15,12 @@ const upstreamName = "upstream.load.test"
 
 // Target names, in table order.
 const (
-	targetDirect    = "direct"
-	targetRegate    = "regate"
-	targetRegateBin = "regate-bin"
+	targetDirect = "direct"
+	// targetRegateBin is `regate serve` as its own process, the headline;
+	// targetRegate is regate in this tool's process (a diagnostic: it
+	// shares the scheduler with the clients and the upstream).
+	targetRegateBin = "serve"
+	targetRegate    = "in-process"
 	targetSquid     = "squid"
 	targetRelay     = "relay"
 	// The sandbox's paths: CONNECT through the HTTP proxy variable, and a
@@ -38,6 +41,10 @@ type target struct {
 	proxyAuth  string // Proxy-Authorization of a CONNECT, "" for none
 	byName     bool   // direct to upstreamName, not 127.0.0.1 (the sandbox resolves it)
 	tunnelOnly bool   // serves CONNECT only (the reference relay)
+	served     bool   // `regate serve` as its own process: the goals judge it
+	socks      bool   // a SOCKS5 proxy: tunnels are SOCKS5 CONNECTs
+	socksAddr  string // regate's SOCKS5 listener, for the SOCKS5 workloads
+	socksIP    bool   // a SOCKS5 proxy asked for 127.0.0.1, not the name (it cannot pin one)
 	inner      *inner // the client process that runs this target's workloads (transparent)
 	tls        *tlsPath
 }
@@ -93,10 +100,14 @@ func (t target) dialHTTP(port int) (net.Conn, error) {
 }
 
 // openTunnel returns a byte stream to the upstream's raw port: a direct
-// TCP connection, or a CONNECT tunnel through the proxy (answered 200).
+// TCP connection, a CONNECT tunnel through the proxy (answered 200), or a
+// SOCKS5 one.
 func (t target) openTunnel(port int) (net.Conn, error) {
 	if t.direct() {
 		return net.DialTimeout("tcp", t.upstreamAddr(port), ioTimeout)
+	}
+	if t.socks {
+		return t.socksConnect(port)
 	}
 	return t.connect(net.JoinHostPort(upstreamName, strconv.Itoa(port)))
 }

@@ -31,11 +31,12 @@ const (
 // upstream is the local destination of every workload: an HTTP server for
 // the GET workloads, and raw TCP servers for the tunnels: an echo (setup
 // latency), a sink (upload) and a source (download); for the inspect
-// workload, the same HTTP server over TLS too (startTLS).
+// workload and the new TLS connections of the proxy workloads, the same
+// HTTP server over TLS too (startTLS).
 type upstream struct {
 	http   *http.Server
-	https  *http.Server // nil until startTLS
-	body   []byte       // the answer to a GET
+	https  []*http.Server // started by startTLS
+	body   []byte         // the answer to a GET
 	lns    []net.Listener
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -43,7 +44,7 @@ type upstream struct {
 	closed bool
 
 	httpPort, echoPort, sinkPort, sourcePort int
-	httpsPort                                int
+	httpsPort                                int          // the inspect workload's TLS port
 	httpConns                                atomic.Int64 // HTTP and HTTPS connections accepted
 }
 
@@ -115,18 +116,18 @@ func serveBulk(w http.ResponseWriter, r *http.Request) {
 }
 
 // startTLS serves the same answers over TLS (HTTP/2 and HTTP/1.1) with
-// cert on one more ephemeral port, httpsPort.
-func (u *upstream) startTLS(cert tls.Certificate) error {
+// cert on one more ephemeral port, which it returns.
+func (u *upstream) startTLS(cert tls.Certificate) (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("listening for the TLS upstream: %w", err)
+		return 0, fmt.Errorf("listening for the TLS upstream: %w", err)
 	}
 	u.lns = append(u.lns, ln)
-	u.httpsPort = ln.Addr().(*net.TCPAddr).Port
-	u.https = u.server()
-	u.https.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	u.wg.Go(func() { _ = u.https.ServeTLS(ln, "", "") })
-	return nil
+	srv := u.server()
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	u.https = append(u.https, srv)
+	u.wg.Go(func() { _ = srv.ServeTLS(ln, "", "") })
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (u *upstream) acceptLoop(ln net.Listener, serve func(net.Conn)) {
@@ -165,8 +166,8 @@ func (u *upstream) track(c net.Conn, add bool) bool {
 // close stops every server and waits for their goroutines.
 func (u *upstream) close() {
 	_ = u.http.Close()
-	if u.https != nil {
-		_ = u.https.Close()
+	for _, srv := range u.https {
+		_ = srv.Close()
 	}
 	for _, ln := range u.lns {
 		_ = ln.Close()
