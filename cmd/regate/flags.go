@@ -36,6 +36,7 @@ func flagKeys() []flagKey {
 		{"listen-any", "listen_any"},
 		{"allow-anonymous", "allow_anonymous"},
 		{"shutdown-timeout", "shutdown_timeout"},
+		{"pprof", "pprof"},
 		{"isolate", "isolate.enabled"},
 		{"hide", "isolate.hide"},
 		{"isolate-user", "isolate.user"},
@@ -76,6 +77,7 @@ func addListenerFlags(fs *pflag.FlagSet, httpDef, socksDef, adminDef string, wat
 	fs.Bool("listen-any", false, "allow proxy listeners on non-loopback addresses")
 	fs.Bool("watch", watchDef, "reload local policy files when they change")
 	fs.Duration("shutdown-timeout", 0, "how long shutdown drains connections")
+	fs.String("pprof", "", "serve Go's profiling endpoints (/debug/pprof/) on loopback `ADDR` (HOST:PORT); off by default")
 	fs.String("upstream-proxy", "", "chain to a parent proxy: `URL` (http://, https://, socks5://, with optional user:password@) or env (the HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY regate was started with)")
 	fs.String("upstream-proxy-auth-file", "", "`FILE` with user:password for the parent proxy (yours, mode 0600)")
 	fs.String("inspect-ca", "", "HTTPS inspection CA certificate `FILE` (PEM; default: generated in memory)")

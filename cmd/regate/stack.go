@@ -29,6 +29,7 @@ type stack struct {
 	attemptListeners *attemptListeners
 	reg              prometheus.Registerer
 	inspect          *proxy.Inspection // nil when HTTPS inspection is off
+	pprof            *profiler         // nil when off
 }
 
 // stackOptions are what differs between run and serve.
@@ -56,6 +57,11 @@ func (a *app) assemble(ctx context.Context, cfg *config.Config, o stackOptions) 
 			s.stop(ctx, slog.New(slog.DiscardHandler))
 		}
 	}()
+	if cfg.Pprof != "" {
+		if s.pprof, err = startProfiler(cfg.Pprof, s.log); err != nil {
+			return nil, err
+		}
+	}
 	reg := newRegistry()
 	s.reg = reg
 	if s.engine, err = a.startEngine(ctx, cfg, s.log, reg, true, false); err != nil {
@@ -84,6 +90,7 @@ func (a *app) assemble(ctx context.Context, cfg *config.Config, o stackOptions) 
 	if s.proxy, err = newProxy(cfg, s.engine.Engine, bound, s.log, reg, s.attempts, o.onOutcome, s.inspect, o.secrets); err != nil {
 		return nil, err
 	}
+	s.pprof.protect(s.proxy)
 	open := listen
 	if o.listen != nil {
 		open = o.listen
@@ -129,4 +136,5 @@ func (s *stack) stop(ctx context.Context, log *slog.Logger) {
 		s.engine.Flush(ctx)
 		s.engine.stop(ctx, s.cfg.ShutdownTimeout)
 	}
+	s.pprof.stop()
 }

@@ -73,9 +73,12 @@ type Config struct {
 	ListenAny       bool
 	AllowAnonymous  bool
 	ShutdownTimeout time.Duration
-	Admin           Admin
-	Proxy           ProxyLimits
-	Isolate         Isolate
+	// Pprof is the loopback HOST:PORT of the profiling endpoints
+	// (net/http/pprof), "" when off.
+	Pprof   string
+	Admin   Admin
+	Proxy   ProxyLimits
+	Isolate Isolate
 	// Secrets are the secrets: entries, completed by their presets and
 	// validated (their values are read by regate run, not here).
 	Secrets []secrets.Spec

@@ -246,3 +246,39 @@ func TestAdmin(t *testing.T) {
 		t.Errorf("token file in a missing directory: err = %v", err)
 	}
 }
+
+func TestPprof(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     string
+		flags   map[string]any
+		want    string
+		wantErr string
+	}{
+		{name: "off by default"},
+		{name: "flag", flags: map[string]any{"pprof": "127.0.0.1:6060"}, want: "127.0.0.1:6060"},
+		{name: "environment", env: "[::1]:6060", want: "[::1]:6060"},
+		{name: "flag over environment", env: "127.0.0.1:1", flags: map[string]any{"pprof": "off"}},
+		{name: "not loopback", flags: map[string]any{"pprof": "0.0.0.0:6060"}, wantErr: `pprof: "0.0.0.0:6060" is not a loopback address`},
+		{name: "not loopback even with listen_any", flags: map[string]any{"pprof": ":6060", "listen_any": true}, wantErr: `pprof: ":6060" is not a loopback address`},
+		{name: "not host:port", env: "6060", wantErr: `pprof: "6060" is not HOST:PORT`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("REGATE_PPROF", tt.env)
+			cfg, err := Load(Options{Mode: ModeServe, Flags: tt.flags})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Pprof != tt.want {
+				t.Errorf("pprof = %q, want %q", cfg.Pprof, tt.want)
+			}
+		})
+	}
+}

@@ -42,6 +42,7 @@ func validate(w *wire, fromFile func(string) any, flags map[string]any) (*Config
 		ListenAny:         w.ListenAny,
 		AllowAnonymous:    w.AllowAnonymous,
 		ShutdownTimeout:   p.duration("shutdown_timeout", w.ShutdownTimeout),
+		Pprof:             p.pprof(w.Pprof),
 		Admin:             p.admin(w.Admin),
 		Isolate:           p.isolate(w.Isolate),
 		Secrets:           p.secrets(fromFile("secrets")),
@@ -396,6 +397,20 @@ func (p *problems) listener(key, addr string, listenAny bool) string {
 	host, ok := p.hostPort(key, addr)
 	if ok && !listenAny && !isLoopback(host) {
 		p.add("%s: %q is not a loopback address (set listen_any to listen on other interfaces)", key, addr)
+	}
+	return addr
+}
+
+// pprof checks the profiling address: "off" or a loopback HOST:PORT
+// (never any other interface, whatever listen_any says: the profiles show
+// memory, and the endpoints cost CPU).
+func (p *problems) pprof(addr string) string {
+	if addr == "" || strings.EqualFold(addr, Off) {
+		return ""
+	}
+	host, ok := p.hostPort("pprof", addr)
+	if ok && !isLoopback(host) {
+		p.add("pprof: %q is not a loopback address", addr)
 	}
 	return addr
 }

@@ -38,6 +38,7 @@ type wire struct {
 	ListenAny         bool          `mapstructure:"listen_any"`
 	AllowAnonymous    bool          `mapstructure:"allow_anonymous"`
 	ShutdownTimeout   time.Duration `mapstructure:"shutdown_timeout"`
+	Pprof             string        `mapstructure:"pprof"`
 	VerificationKeyID string        `mapstructure:"verification_key_id"`
 	Log               wireLog       `mapstructure:"log"`
 	Admin             wireAdmin     `mapstructure:"admin"`
