@@ -367,13 +367,7 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingBody{ReadCloser: r.Body, n: &f.up}
 	}
-	par := fw.route.parent
-	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
-		if par == nil {
-			f.setUpstream(i.Conn.RemoteAddr().String())
-		}
-	}}
-	resp, err := p.transportFor(r, f).RoundTrip(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
+	resp, err := p.forward(r, fw)
 	if err != nil {
 		err = p.scrubError(err)
 		fw.err = err
@@ -401,6 +395,27 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 		resp.Body = &flushingBody{ReadCloser: resp.Body, flush: fl.Flush}
 	}
 	return resp, nil
+}
+
+// forward sends r upstream: through the h1Client when it takes r, else
+// through the request's transport.
+func (p *Proxy) forward(r *http.Request, fw *forwarding) (*http.Response, error) {
+	f := fw.f
+	if p.h1.takes(r, fw.route) {
+		dial := func(ctx context.Context) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+			defer cancel()
+			return p.dialRoute(ctx, f, fw.route)
+		}
+		return p.h1.roundTrip(r, dial, func(c net.Conn) { f.setUpstream(c.RemoteAddr().String()) })
+	}
+	par := fw.route.parent
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		if par == nil {
+			f.setUpstream(i.Conn.RemoteAddr().String())
+		}
+	}}
+	return p.transportFor(r, f).RoundTrip(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
 }
 
 // flushingBody flushes the client's writer before each read, so that what

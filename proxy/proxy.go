@@ -30,6 +30,7 @@ type Proxy struct {
 	m         *metrics
 	gp        *goproxy.ProxyHttpServer
 	transport *http.Transport
+	h1        *h1Client // bodiless plain requests on direct routes
 	now       func() time.Time
 
 	slots   *slots
@@ -89,6 +90,7 @@ func New(cfg Config, d Decider) (*Proxy, error) {
 	}
 	p.baseCtx, p.cancel = context.WithCancel(context.Background())
 	p.transport = p.newTransport()
+	p.h1 = newH1Client(p.transport.MaxIdleConnsPerHost, p.cfg.IdleTimeout)
 	p.gp = p.newGoproxy()
 	return p, nil
 }
@@ -214,6 +216,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.cancel()
 	p.transport.CloseIdleConnections()
+	p.h1.closeIdle()
 	p.closeInspectTransports()
 	return errors.Join(errs...)
 }
