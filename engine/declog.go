@@ -31,7 +31,17 @@ type Event struct {
 }
 
 // MarshalJSON writes the OPA event only.
-func (ev *Event) MarshalJSON() ([]byte, error) { return json.Marshal(&ev.EventV1) }
+func (ev *Event) MarshalJSON() ([]byte, error) { return encodeEvent(nil, &ev.EventV1) }
+
+// encodeEvent appends ev's JSON: appendEventJSON's, or encoding/json's
+// for what it does not encode.
+func encodeEvent(b []byte, ev *logs.EventV1) ([]byte, error) {
+	if out, ok := appendEventJSON(b, ev); ok {
+		return out, nil
+	}
+	j, err := json.Marshal(ev)
+	return append(b, j...), err
+}
 
 // item is one queued decision.
 type item struct {
@@ -50,6 +60,7 @@ type pipeline struct {
 	done    chan struct{}
 	opa     *logs.Plugin
 	out     *lineWriter // the JSON-lines sink, flushed whenever the queue empties
+	line    []byte      // the worker's encoding buffer
 	ring    *ring
 	metrics *collectors
 	cur     atomic.Pointer[item] // the item being delivered, for the sink plugin
@@ -214,8 +225,9 @@ func (p *pipeline) fanout(it *item, v1 logs.EventV1) {
 	ev := it.ev
 	ev.EventV1 = v1
 	if p.out != nil {
-		if b, err := json.Marshal(&ev.EventV1); err == nil {
-			p.out.add(b)
+		var err error
+		if p.line, err = encodeEvent(p.line[:0], &ev.EventV1); err == nil {
+			p.out.add(p.line)
 		} else {
 			p.metrics.logErrors.Inc()
 		}
