@@ -17,8 +17,8 @@ const (
 )
 
 // lineWriter is the JSON-lines sink. Lines are buffered whole and written
-// in one write per batch (when the decision queue empties, or the buffer
-// fills). A failed write loses what it did not write of its batch, counted
+// in one write per batch (a millisecond after the decision queue empties,
+// or when the buffer fills). A failed write loses what it did not write of its batch, counted
 // in regate_decision_log_write_dropped_total and warned about at most every
 // 10 s; the next batch is tried afresh, so the log recovers when the disk
 // has room again. A write cut inside a line is ended with a newline before
