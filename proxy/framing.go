@@ -105,7 +105,8 @@ func (f *framing) feed(b []byte) {
 	}
 }
 
-// feedLine accumulates one line and handles it when complete.
+// feedLine accumulates one line and handles it when complete. A line
+// that arrives whole is handled where it lies, without a copy.
 func (f *framing) feedLine(b []byte) []byte {
 	i := bytes.IndexByte(b, '\n')
 	chunk := b
@@ -121,48 +122,53 @@ func (f *framing) feedLine(b []byte) []byte {
 		f.fail(errHeadTooBig)
 		return nil
 	}
-	f.line = append(f.line, chunk...)
 	if i < 0 {
+		f.line = append(f.line, chunk...)
 		return nil
 	}
-	line := strings.TrimSuffix(strings.TrimSuffix(string(f.line), "\n"), "\r")
+	line := chunk
+	if len(f.line) > 0 {
+		f.line = append(f.line, chunk...)
+		line = f.line
+	}
+	line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+	f.onLine(line) // keeps nothing of line but copies
 	f.line = f.line[:0]
-	f.onLine(line)
 	return b[i+1:]
 }
 
-func (f *framing) onLine(line string) {
+func (f *framing) onLine(line []byte) {
 	switch f.state {
 	case stHead:
 		f.headLine(line)
 	case stChunkSize:
 		f.size = 0
-		f.chunkSize(line)
+		f.chunkSize(string(line))
 	case stChunkEnd:
 		f.size = 0
-		if line != "" {
+		if len(line) != 0 {
 			f.fail(errBadFraming)
 			return
 		}
 		f.state = stChunkSize
 	case stTrailer:
-		if line == "" {
+		if len(line) == 0 {
 			f.size, f.state = 0, stHead
 		}
 	}
 }
 
-func (f *framing) headLine(line string) {
+func (f *framing) headLine(line []byte) {
 	if !f.inHead {
-		if line == "" {
+		if len(line) == 0 {
 			f.size = 0 // a blank line before a request line is tolerated
 			return
 		}
 		f.inHead = true
-		f.cur = headInfo{connect: strings.HasPrefix(line, "CONNECT ")}
+		f.cur = headInfo{connect: bytes.HasPrefix(line, []byte("CONNECT "))}
 		return
 	}
-	if line == "" {
+	if len(line) == 0 {
 		f.endHead()
 		return
 	}
@@ -170,16 +176,32 @@ func (f *framing) headLine(line string) {
 		f.cur.setErr(errObsFold)
 		return
 	}
-	name, value, _ := strings.Cut(line, ":")
-	value = strings.TrimSpace(value)
-	switch strings.ToLower(name) {
-	case "host":
-		f.cur.hosts = append(f.cur.hosts, value)
-	case "content-length":
-		f.cur.lengths = append(f.cur.lengths, value)
-	case "transfer-encoding":
-		f.cur.codings = append(f.cur.codings, value)
+	name, value, _ := bytes.Cut(line, []byte(":"))
+	switch {
+	case asciiEqualFold(name, "host"):
+		f.cur.hosts = append(f.cur.hosts, string(bytes.TrimSpace(value)))
+	case asciiEqualFold(name, "content-length"):
+		f.cur.lengths = append(f.cur.lengths, string(bytes.TrimSpace(value)))
+	case asciiEqualFold(name, "transfer-encoding"):
+		f.cur.codings = append(f.cur.codings, string(bytes.TrimSpace(value)))
 	}
+}
+
+// asciiEqualFold reports whether b is lower, ASCII letters in any case
+// (no other spelling of these header names lower-cases to them).
+func asciiEqualFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // endHead queues the finished head and follows its body.
