@@ -266,47 +266,43 @@ func (pc *h1Conn) done(stop func() bool, closing bool) {
 }
 
 // h1Body is a response body of the h1Client: at its end the connection is
-// given back; closed before its end, the connection is closed.
+// given back; closed before its end, or on a read error, the connection is
+// closed. Close does not wait for a Read in progress: closing the
+// connection is what ends it.
 type h1Body struct {
 	body  io.ReadCloser
-	pc    *h1Conn // nil once given back or closed
+	pc    *h1Conn
 	stop  func() bool
 	close bool
 	ctx   context.Context
-	mu    sync.Mutex
+	once  sync.Once // the exchange ends once: given back or closed
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.pc == nil {
-		return 0, io.EOF
-	}
 	n, err := b.body.Read(p)
 	switch {
 	case err == io.EOF:
-		b.pc.done(b.stop, b.close)
-		b.pc = nil
+		b.once.Do(func() { b.pc.done(b.stop, b.close) })
 	case err != nil:
 		if b.ctx.Err() != nil {
 			err = b.ctx.Err()
 		}
-		b.stop()
-		_ = b.pc.c.Close()
-		b.pc = nil
+		b.end()
 	}
 	return n, err
 }
 
 func (b *h1Body) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.pc != nil {
+	b.end()
+	return nil
+}
+
+// end closes the connection, unless the exchange already ended.
+func (b *h1Body) end() {
+	b.once.Do(func() {
 		b.stop()
 		_ = b.pc.c.Close()
-		b.pc = nil
-	}
-	return nil
+	})
 }
 
 // limitedConn bounds what a response head may read: net/http's

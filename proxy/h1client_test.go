@@ -197,3 +197,53 @@ func TestH1ClientRetriesAStaleConnection(t *testing.T) {
 type failingWrites struct{ *net.TCPConn }
 
 func (failingWrites) Write([]byte) (int, error) { return 0, errors.New("broken by the test") }
+
+// TestH1ClientClientGoneMidBody: a client that goes away while the
+// upstream's answer is still coming closes the upstream connection (the
+// request's context cuts the read that waits), rather than leaving it
+// waiting or putting it back in the pool.
+func TestH1ClientClientGoneMidBody(t *testing.T) {
+	ln := listen(t)
+	upClosed, halfSent := make(chan struct{}), make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf.")
+		close(halfSent)
+		_, _ = br.ReadByte() // blocks until the proxy closes its side
+		close(upClosed)
+	}()
+	h := startProxy(t, testConfig(), allowHosts("allowed.test"))
+	c, err := net.Dial("tcp", h.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := portOf(t, ln.Addr().String())
+	if _, err := io.WriteString(c, "GET http://allowed.test:"+port+"/ HTTP/1.1\r\nHost: allowed.test:"+port+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	select { // the proxy is now reading the rest of the body
+	case <-halfSent:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request did not reach the upstream")
+	}
+	_ = c.Close()
+	select {
+	case <-upClosed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream connection stayed open after the client went away")
+	}
+	h.p.h1.mu.Lock()
+	idle := h.p.h1.nIdle
+	h.p.h1.mu.Unlock()
+	if idle != 0 {
+		t.Errorf("%d idle connections pooled, want none", idle)
+	}
+}
