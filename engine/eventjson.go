@@ -218,7 +218,7 @@ func sortedKeys[V any](keys []string, m map[string]V) []string {
 
 // appendLogInput appends in as logInput's MarshalJSON does: Input's
 // fields, credential headers masked, then the attempt (always present,
-// its lists never null).
+// its lists never null, audit only when true).
 func appendLogInput(b []byte, in *Input) []byte {
 	b = append(b, `{"host":`...)
 	b = appendString(b, in.Host)
@@ -283,6 +283,9 @@ func appendLogInput(b []byte, in *Input) []byte {
 	b = appendStrings(b, nonNilSlice(a.Allow))
 	b = append(b, `,"deny":`...)
 	b = appendStrings(b, nonNilSlice(a.Deny))
+	if a.Audit {
+		b = append(b, `,"audit":true`...)
+	}
 	return append(b, "}}"...)
 }
 
