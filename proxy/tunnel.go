@@ -104,11 +104,13 @@ func (p *Proxy) copyDir(dst, src net.Conn, n, last *atomic.Int64) error {
 	if !splices(dst, src) {
 		small = make([]byte, smallBuf)
 	}
+	bulk := false // the last round moved a whole copyChunk
 	for {
 		deadline := time.Now().Add(idle)
 		_ = src.SetReadDeadline(deadline)
 		_ = dst.SetWriteDeadline(deadline)
-		k, err := copyRound(dst, src, small)
+		k, err := copyRound(dst, src, small, bulk)
+		bulk = k == copyChunk
 		if k > 0 {
 			n.Add(k)
 			last.Store(time.Now().UnixNano())
@@ -126,15 +128,19 @@ func (p *Proxy) copyDir(dst, src net.Conn, n, last *atomic.Int64) error {
 }
 
 // copyRound copies up to copyChunk bytes src → dst: spliced in the kernel
-// when both are TCP sockets; else (a flow of the isolated command's
+// when both are TCP sockets (spliceRound; straight away while the flow is
+// bulk, after a round that moved a whole copyChunk); else (a flow of the isolated command's
 // user-space stack, a parent proxy's TLS) through buffers. small is the
 // flow's own buffer, which an idle read waits on; a round that fills it
 // goes on through a pooled buffer of the rest of the round, so that bulk
 // data moves in large pieces without a buffer allocated per round (as
 // io.Copy would) or a large one held by every idle flow.
-func copyRound(dst, src net.Conn, small []byte) (int64, error) {
-	if splices(dst, src) {
+func copyRound(dst, src net.Conn, small []byte, bulk bool) (int64, error) {
+	switch {
+	case splices(dst, src) && bulk:
 		return io.CopyN(dst, src, copyChunk)
+	case splices(dst, src):
+		return spliceRound(dst, src)
 	}
 	n, err := copyBuffer(dst, src, small, true)
 	if err != nil || n < int64(len(small)) {
@@ -145,6 +151,29 @@ func copyRound(dst, src net.Conn, small []byte) (int64, error) {
 	m, err := copyBuffer(dst, src, (*bp)[:copyChunk-n], false)
 	return n + m, err
 }
+
+// spliceRound is copyRound between two TCP sockets. It waits for src
+// without a buffer or a pipe (an idle tunnel holds its two sockets only,
+// as Squid's does), then reads what came through a pooled small buffer: a
+// message (a TLS record, an echo) goes on with one read and one write.
+// A read that fills the buffer is bulk, and the rest of the round is
+// spliced in the kernel.
+func spliceRound(dst, src net.Conn) (int64, error) {
+	if err := waitReadable(src); err != nil {
+		return 0, err
+	}
+	bp := smallBufs.Get().(*[]byte)
+	n, err := copyBuffer(dst, src, *bp, true)
+	smallBufs.Put(bp)
+	if err != nil || n < int64(len(*bp)) {
+		return n, err
+	}
+	m, err := io.CopyN(dst, src, copyChunk-n)
+	return n + m, err
+}
+
+// smallBufs are spliceRound's buffers, taken only while a message moves.
+var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
 
 // splices reports whether io.Copy from src to dst splices (Linux).
 func splices(dst, src net.Conn) bool {

@@ -82,3 +82,42 @@ func TestCopyDirBuffered(t *testing.T) {
 		t.Fatalf("relayed %d bytes (counted %d), want %d identical", len(got), n.Load(), len(want))
 	}
 }
+
+// TestCopyDirSpliced relays between TCP sockets a message, bulk (spliced
+// rounds), a pause, a message again, then EOF, byte for byte, and the
+// idle deadline between them does not end it.
+func TestCopyDirSpliced(t *testing.T) {
+	p := &Proxy{cfg: Config{IdleTimeout: 50 * time.Millisecond}}
+	in, src := tcpPair(t)
+	dst, out := tcpPair(t)
+	var want []byte
+	parts := [][]byte{[]byte("hello"), make([]byte, 3*copyChunk+17), []byte("again")}
+	_, _ = rand.Read(parts[1])
+	for _, b := range parts {
+		want = append(want, b...)
+	}
+	var n, last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	go func() {
+		for i, b := range parts {
+			_, _ = in.Write(b)
+			if i == 1 {
+				last.Store(time.Now().UnixNano()) // the other direction moved
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		_ = in.CloseWrite()
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- p.copyDir(dst, src, &n, &last) }()
+	got, err := io.ReadAll(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("copyDir: %v", err)
+	}
+	if !bytes.Equal(got, want) || n.Load() != int64(len(want)) {
+		t.Fatalf("relayed %d bytes (counted %d), want %d identical", len(got), n.Load(), len(want))
+	}
+}

@@ -14,10 +14,10 @@ import (
 )
 
 // tunnelFiles is how many descriptors an idle tunnel may cost a process:
-// this tool holds two (the client's and the echo server's), regate four
-// (the client's, the upstream's, and a pipe of the splice that waits for
-// the client's next bytes), Squid two.
-const tunnelFiles = 4
+// this tool holds two (the client's and the echo server's), regate two
+// (the client's and the upstream's: an idle relay waits on the socket,
+// not inside splice, which would hold a pipe too), Squid two.
+const tunnelFiles = 2
 
 // memProc is a proxy process the memory workload measures: how clients
 // reach it, its process id, and how to stop it.
