@@ -8,7 +8,6 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +20,7 @@ import (
 // allowed.test) and returns its decision log, as --decision-log writes it.
 func engineLog(t *testing.T, ins ...engine.Input) []byte {
 	t.Helper()
-	var buf syncBuffer
+	var buf enginetest.SyncBuffer
 	e := enginetest.Start(t, engine.Config{
 		Default: policies.FS, Allow: []string{"allowed.test"}, DecisionLog: &buf,
 		Logger: slog.New(slog.DiscardHandler), DecisionTimeout: 10 * time.Second,
@@ -192,24 +191,6 @@ func TestPolicyInputRefusesWhatWasNotDecided(t *testing.T) {
 	if err != nil || in.Host != "a.test" {
 		t.Errorf("PolicyInput with candidates and an erased result: %+v, %v", in, err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer the engine's log worker and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
 }
 
 // TestDestIsLenient: where a connection went is read even when the rest of

@@ -3,7 +3,9 @@
 package enginetest
 
 import (
+	"bytes"
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,4 +31,24 @@ func Start(t testing.TB, cfg engine.Config) *engine.Engine {
 		e.Stop(ctx)
 	})
 	return e
+}
+
+// SyncBuffer is a bytes.Buffer that an engine's decision-log worker writes
+// while a test reads it.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// Bytes is a copy of what was written so far.
+func (b *SyncBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +16,7 @@ import (
 )
 
 // start is a real engine with the default policy and allow.
-func start(t testing.TB, log *syncBuffer, allow ...string) *engine.Engine {
+func start(t testing.TB, log *enginetest.SyncBuffer, allow ...string) *engine.Engine {
 	cfg := engine.Config{Default: policies.FS, Allow: allow, Logger: slog.New(slog.DiscardHandler), DecisionTimeout: 10 * time.Second}
 	if log != nil {
 		cfg.DecisionLog = log
@@ -32,7 +31,7 @@ func conn(host string, port int) engine.Input {
 // logged decides ins with an engine allowing allow and reads its log back.
 func logged(t *testing.T, allow []string, ins ...engine.Input) []declogread.Event {
 	t.Helper()
-	var buf syncBuffer
+	var buf enginetest.SyncBuffer
 	e := start(t, &buf, allow...)
 	for _, in := range ins {
 		if _, err := e.Decide(t.Context(), in); err != nil {
@@ -147,22 +146,4 @@ func BenchmarkReplay(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n), "events/op")
-}
-
-// syncBuffer is a bytes.Buffer the engine's log worker and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
 }
