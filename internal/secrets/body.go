@@ -3,6 +3,7 @@ package secrets
 import (
 	"bytes"
 	"io"
+	"sync"
 )
 
 // ScrubBody wraps a response body so that every real value in it reads
@@ -33,13 +34,14 @@ func (b *scrubBody) Read(p []byte) (int, error) {
 	for len(b.buf)-b.held == 0 {
 		if b.err != nil {
 			if len(b.buf) == 0 {
+				b.release()
 				return 0, b.err
 			}
 			b.held = 0 // the end: nothing more can complete a value
 			break
 		}
 		if b.back == nil {
-			b.back = make([]byte, 0, scrubRead+maxValue*2)
+			b.back = (*scrubBufs.Get().(*[]byte))[:0]
 		}
 		// Only the held bytes are left: they move to the front, and the
 		// read lands after them.
@@ -58,7 +60,24 @@ func (b *scrubBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Close closes the body. Its buffer is not given back here: Close may
+// come while a Read is under way on another goroutine (a client gone);
+// the garbage collector takes it then.
 func (b *scrubBody) Close() error { return b.rc.Close() }
+
+// release gives the buffer back to the pool once nothing is left in it to
+// return: only Read calls it, at the end of the body.
+func (b *scrubBody) release() {
+	if b.back != nil {
+		back := b.back[:cap(b.back)]
+		scrubBufs.Put(&back)
+		b.back, b.buf = nil, nil
+	}
+}
+
+// scrubBufs are the scrubBodies' buffers: a response of a bound host
+// takes one only while it is read, not for each request (64 KiB each).
+var scrubBufs = sync.Pool{New: func() any { b := make([]byte, scrubRead+maxValue*2); return &b }}
 
 // tail is how many of buf's last bytes could begin a value: the longest
 // suffix that is a proper prefix of one of its forms.
