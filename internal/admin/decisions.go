@@ -25,6 +25,7 @@ const (
 // eventFilter is the filter of GET /v1/decisions and its stream.
 type eventFilter struct {
 	allow     *bool
+	audit     *bool
 	attemptID *string // "" selects anonymous clients
 	host      string
 	since     time.Time
@@ -32,15 +33,16 @@ type eventFilter struct {
 	limited   bool // limit was given
 }
 
-// parseFilter reads allow=true|false, attempt_id, host, since (RFC 3339)
-// and limit.
+// parseFilter reads allow=true|false, audit=true|false (an allow of audit
+// mode: what the policy would have denied), attempt_id, host, since (RFC
+// 3339) and limit.
 func parseFilter(q url.Values) (eventFilter, error) {
 	f := eventFilter{limit: defaultLimit}
 	for k := range q {
 		switch k {
-		case "allow", "attempt_id", "host", "since", "limit":
+		case "allow", "audit", "attempt_id", "host", "since", "limit":
 		default:
-			return f, fmt.Errorf("unknown parameter %q (want allow, attempt_id, host, since, limit)", k)
+			return f, fmt.Errorf("unknown parameter %q (want allow, audit, attempt_id, host, since, limit)", k)
 		}
 	}
 	if v := q.Get("allow"); q.Has("allow") {
@@ -49,6 +51,13 @@ func parseFilter(q url.Values) (eventFilter, error) {
 			return f, fmt.Errorf("allow: %q is not true or false", v)
 		}
 		f.allow = &b
+	}
+	if v := q.Get("audit"); q.Has("audit") {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return f, fmt.Errorf("audit: %q is not true or false", v)
+		}
+		f.audit = &b
 	}
 	if q.Has("attempt_id") {
 		id := q.Get("attempt_id")
@@ -82,6 +91,8 @@ func (f *eventFilter) match(ev *engine.Event) bool {
 	switch {
 	case f.allow != nil && (ev.Query || ev.Allow != *f.allow):
 		// An evaluation of OPA's REST API allowed and denied nothing.
+		return false
+	case f.audit != nil && (ev.Query || ev.Audit != *f.audit):
 		return false
 	case f.attemptID != nil && (ev.Query || ev.AttemptID != *f.attemptID):
 		return false

@@ -43,6 +43,30 @@ func hostsOf(evs []event) string {
 	return strings.Join(hs, ",")
 }
 
+// TestDecisionsAuditFilter: audit=true selects what audit mode let
+// through (the policy would have denied it), which allow=false leaves out.
+func TestDecisionsAuditFilter(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	audited := f.register(t, `{"id": "job-a", "audit": true}`)
+	f.wantGet(t, "other.test", url.UserPassword("job-a", audited.Result.Token), http.StatusOK)
+	f.wantGet(t, "denied.test", nil, http.StatusForbidden)
+	f.engine.Flush(context.Background())
+	for query, want := range map[string]string{
+		"?audit=true":             "other.test",
+		"?audit=false":            "denied.test",
+		"?allow=false":            "denied.test",
+		"?allow=true&audit=true":  "other.test",
+		"?allow=false&audit=true": "",
+	} {
+		if got := hostsOf(f.decisions(t, query)); got != want {
+			t.Errorf("%s: hosts %q, want %q", query, got, want)
+		}
+	}
+	if a := f.unix.do(t, "GET", "/v1/decisions?audit=perhaps", "").want(t, http.StatusBadRequest); a.errorCode() != "invalid_parameter" {
+		t.Errorf("audit=perhaps: %s", a.body)
+	}
+}
+
 func TestDecisionsFilters(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	f.unix.do(t, "PUT", "/v1/data/regate/allow", `["allowed.test"]`).want(t, http.StatusNoContent)
