@@ -106,7 +106,7 @@ func TestRunJSON(t *testing.T) {
 // is left out (TestRunJSON has it). No timing or size is asserted.
 func TestBaselines(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts squid")
+		testenv.Skip(t, "-short: this test starts squid")
 	}
 	for _, tool := range []string{"wrk", "microsocks"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -217,7 +217,7 @@ func (l tLog) Write(b []byte) (int, error) {
 func buildRegate(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("builds regate")
+		testenv.Skip(t, "-short: this test builds regate")
 	}
 	b := &builtRegate
 	b.once.Do(func() {
