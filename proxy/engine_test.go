@@ -1,12 +1,10 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/regate/regate/engine"
@@ -19,24 +17,6 @@ var (
 	_ Decider        = (*engine.Engine)(nil)
 	_ DecisionLogger = (*engine.Engine)(nil)
 )
-
-// lockedBuffer is a concurrency-safe decision-log sink.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func startEngine(t *testing.T, log io.Writer, allow ...string) *engine.Engine {
 	t.Helper()
@@ -52,7 +32,7 @@ func startEngine(t *testing.T, log io.Writer, allow ...string) *engine.Engine {
 func TestWithRealEngine(t *testing.T) {
 	up := echoUpstream(t)
 	port := portOf(t, up.URL)
-	log := &lockedBuffer{}
+	log := &enginetest.SyncBuffer{}
 	e := startEngine(t, log, "allowed.test", "loop.test")
 	cfg := testConfig()
 	cfg.AllowCIDRs = nil // loop.test (pinned to 127.0.0.1) must hit the guard

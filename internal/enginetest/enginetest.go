@@ -33,8 +33,8 @@ func Start(t testing.TB, cfg engine.Config) *engine.Engine {
 	return e
 }
 
-// SyncBuffer is a bytes.Buffer that an engine's decision-log worker writes
-// while a test reads it.
+// SyncBuffer is a bytes.Buffer that another goroutine (an engine's
+// decision-log worker, a process's output) writes while a test reads it.
 type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
@@ -52,3 +52,6 @@ func (b *SyncBuffer) Bytes() []byte {
 	defer b.mu.Unlock()
 	return bytes.Clone(b.buf.Bytes())
 }
+
+// String is what was written so far.
+func (b *SyncBuffer) String() string { return string(b.Bytes()) }

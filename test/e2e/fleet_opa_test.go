@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"github.com/regate/regate/internal/enginetest"
 	"io"
 	"maps"
 	"net/http"
@@ -65,7 +66,7 @@ func TestFleetSideBySideWithOPA(t *testing.T) {
 	o := startOPA(t, writeJSON(t, opaOnly))
 	d := startServe(t, "--config", regateCfg)
 	// The daemon must never block on its standard error: collect it.
-	regateLog := &lockedBuffer{}
+	regateLog := &enginetest.SyncBuffer{}
 	go func() { _, _ = io.Copy(regateLog, d.logs) }()
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -133,8 +134,8 @@ func TestFleetSideBySideWithOPA(t *testing.T) {
 	}
 	var consoleOPA, consoleRegate string
 	waitFor(t, "both console decision logs", func() bool {
-		consoleOPA = o.stderr.lineContaining(decided["opa"])
-		consoleRegate = regateLog.lineContaining(decided["regate"])
+		consoleOPA = lineContaining(o.stderr.String(), decided["opa"])
+		consoleRegate = lineContaining(regateLog.String(), decided["regate"])
 		return consoleOPA != "" && consoleRegate != ""
 	})
 	for name, line := range map[string]string{"opa": consoleOPA, "regate": consoleRegate} {

@@ -1,9 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/regate/regate/internal/enginetest"
 	"net/http"
 	"os"
 	"os/exec"
@@ -95,7 +95,7 @@ func opaVersion(bin string) string {
 // opaServer is a running `opa run --server` on a unix socket.
 type opaServer struct {
 	admin  *adminClient
-	stderr *lockedBuffer
+	stderr *enginetest.SyncBuffer
 }
 
 // startOPA runs the genuine `opa run --server` with configFile, on a unix
@@ -107,7 +107,7 @@ func startOPA(t *testing.T, configFile string) *opaServer {
 	cmd := exec.CommandContext(ctx, genuineOPA(t), "run", "--server", "--addr", "unix://"+sock,
 		"--log-format", "json", "--log-level", "info", "--config-file", configFile)
 	cmd.Env = cleanEnv()
-	o := &opaServer{stderr: &lockedBuffer{}}
+	o := &opaServer{stderr: &enginetest.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = o.stderr, o.stderr
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -147,27 +147,9 @@ func shortDir(t *testing.T) string {
 	return dir
 }
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// lineContaining is the first line of l that contains s, "" when none.
-func (l *lockedBuffer) lineContaining(s string) string {
-	for line := range strings.SplitSeq(l.String(), "\n") {
+// lineContaining is the first line of text that contains s, "" when none.
+func lineContaining(text, s string) string {
+	for line := range strings.SplitSeq(text, "\n") {
 		if strings.Contains(line, s) {
 			return line
 		}
