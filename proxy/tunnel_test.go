@@ -56,19 +56,28 @@ func TestCopyRoundSplices(t *testing.T) {
 	}
 }
 
-// TestCopyDirBuffered relays several rounds from a connection that does
-// not splice, then EOF, byte for byte.
-func TestCopyDirBuffered(t *testing.T) {
-	p := &Proxy{cfg: Config{IdleTimeout: time.Minute}}
-	in, src := net.Pipe()
-	dst, out := tcpPair(t)
-	want := make([]byte, 3*copyChunk+17)
-	_, _ = rand.Read(want)
-	go func() {
-		_, _ = in.Write(want)
-		_ = in.Close()
-	}()
+// relayParts has copyDir relay parts, written one by one (pause after
+// each but the last), from src to dst and then EOF, and checks that dst's
+// far end got them byte for byte and that the count agrees. in writes to
+// src; closeIn ends it.
+func relayParts(t *testing.T, p *Proxy, in, src, dst, out net.Conn, closeIn func(), pause time.Duration, parts ...[]byte) {
+	t.Helper()
+	var want []byte
+	for _, b := range parts {
+		want = append(want, b...)
+	}
 	var n, last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	go func() {
+		for i, b := range parts {
+			_, _ = in.Write(b)
+			if i < len(parts)-1 && pause > 0 {
+				last.Store(time.Now().UnixNano()) // the other direction moved
+				time.Sleep(pause)
+			}
+		}
+		closeIn()
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- p.copyDir(dst, src, &n, &last) }()
 	got, err := io.ReadAll(out)
@@ -83,6 +92,21 @@ func TestCopyDirBuffered(t *testing.T) {
 	}
 }
 
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// TestCopyDirBuffered relays several rounds from a connection that does
+// not splice, then EOF, byte for byte.
+func TestCopyDirBuffered(t *testing.T) {
+	p := &Proxy{cfg: Config{IdleTimeout: time.Minute}}
+	in, src := net.Pipe()
+	dst, out := tcpPair(t)
+	relayParts(t, p, in, src, dst, out, func() { _ = in.Close() }, 0, randomBytes(3*copyChunk+17))
+}
+
 // TestCopyDirSpliced relays between TCP sockets a message, bulk (spliced
 // rounds), a pause, a message again, then EOF, byte for byte, and the
 // idle deadline between them does not end it.
@@ -90,34 +114,6 @@ func TestCopyDirSpliced(t *testing.T) {
 	p := &Proxy{cfg: Config{IdleTimeout: 50 * time.Millisecond}}
 	in, src := tcpPair(t)
 	dst, out := tcpPair(t)
-	var want []byte
-	parts := [][]byte{[]byte("hello"), make([]byte, 3*copyChunk+17), []byte("again")}
-	_, _ = rand.Read(parts[1])
-	for _, b := range parts {
-		want = append(want, b...)
-	}
-	var n, last atomic.Int64
-	last.Store(time.Now().UnixNano())
-	go func() {
-		for i, b := range parts {
-			_, _ = in.Write(b)
-			if i == 1 {
-				last.Store(time.Now().UnixNano()) // the other direction moved
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
-		_ = in.CloseWrite()
-	}()
-	errc := make(chan error, 1)
-	go func() { errc <- p.copyDir(dst, src, &n, &last) }()
-	got, err := io.ReadAll(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatalf("copyDir: %v", err)
-	}
-	if !bytes.Equal(got, want) || n.Load() != int64(len(want)) {
-		t.Fatalf("relayed %d bytes (counted %d), want %d identical", len(got), n.Load(), len(want))
-	}
+	relayParts(t, p, in, src, dst, out, func() { _ = in.CloseWrite() }, 20*time.Millisecond,
+		[]byte("hello"), randomBytes(3*copyChunk+17), []byte("again"))
 }
