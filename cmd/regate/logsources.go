@@ -42,7 +42,8 @@ func addLogSourceFlags(fs *pflag.FlagSet) {
 }
 
 // readLogs reads the events of every source, reporting the parts that are
-// not events on standard error. A source that cannot be read is an error.
+// not events on standard error. A source that cannot be read is an error,
+// and so is reading no event at all (errNoEvents).
 func (a *app) readLogs(ctx context.Context, fs *pflag.FlagSet, sources []string) ([]declogread.Event, error) {
 	tokenFile, _ := fs.GetString("admin-token-file")
 	var events []declogread.Event
@@ -66,6 +67,9 @@ func (a *app) readLogs(ctx context.Context, fs *pflag.FlagSet, sources []string)
 			break
 		}
 		fmt.Fprintf(a.stderr, "regate: %s (skipped)\n", printable(p.Error()))
+	}
+	if len(events) == 0 {
+		return nil, errNoEvents
 	}
 	return events, nil
 }

@@ -77,9 +77,6 @@ func (a *app) replay(cmd *cobra.Command, sources []string) error {
 	if err != nil {
 		return err
 	}
-	if len(events) == 0 {
-		return errNoEvents
-	}
 	// Replayed decisions are not decisions: they go to no log, and the
 	// engine runs offline (no decision-log upload, no status reports).
 	cfg.DecisionLog = ""

@@ -70,9 +70,6 @@ func (a *app) suggest(cmd *cobra.Command, sources []string) error {
 	if err != nil {
 		return err
 	}
-	if len(events) == 0 {
-		return errNoEvents
-	}
 	obs, skipped := observations(events)
 	res, err := suggest.Suggest(obs, opts)
 	if err != nil {
