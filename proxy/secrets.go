@@ -31,8 +31,12 @@ const (
 // the policy, and so to the decision log, as the placeholder; the names
 // of those secrets are returned.
 func (p *Proxy) secretsInput(f *flow, r *http.Request) []string {
-	f.in.Secrets = p.secretsOf(f).Present(r)
-	leaked := p.cfg.Secrets.All().RealPresent(r)
+	if p.cfg.Secrets == nil {
+		return nil
+	}
+	hay := secrets.NewHaystack(r) // once, for both sets
+	f.in.Secrets = p.secretsOf(f).PresentIn(hay)
+	leaked := p.cfg.Secrets.All().RealIn(hay)
 	if len(leaked) == 0 {
 		return nil
 	}

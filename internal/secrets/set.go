@@ -76,6 +76,17 @@ func (s *Set) Data() map[string]any {
 	return out
 }
 
+// Haystack is a request's request line and headers in every form a
+// placeholder or a value can hide in, built once for all the sets that
+// look at it (Present, RealPresent).
+type Haystack struct{ text, lower string }
+
+// NewHaystack builds r's Haystack.
+func NewHaystack(r *http.Request) Haystack {
+	text := strings.Join(haystack(r), "\n")
+	return Haystack{text: text, lower: strings.ToLower(text)}
+}
+
 // Present returns the names of the secrets whose placeholder r carries in
 // its request line or headers, in any letter case, percent-encoded, or
 // inside HTTP Basic: input.secrets.
@@ -83,10 +94,17 @@ func (s *Set) Present(r *http.Request) []string {
 	if s == nil || len(s.secrets) == 0 {
 		return nil
 	}
-	hay := strings.ToLower(strings.Join(haystack(r), "\n"))
+	return s.PresentIn(NewHaystack(r))
+}
+
+// PresentIn is Present of the request h was built from.
+func (s *Set) PresentIn(h Haystack) []string {
+	if s == nil {
+		return nil
+	}
 	var out []string
 	for _, sec := range s.secrets {
-		if strings.Contains(hay, strings.ToLower(sec.placeholder)) {
+		if strings.Contains(h.lower, strings.ToLower(sec.placeholder)) {
 			out = append(out, sec.Name)
 		}
 	}
@@ -100,10 +118,17 @@ func (s *Set) RealPresent(r *http.Request) []string {
 	if s == nil || len(s.secrets) == 0 {
 		return nil
 	}
-	hay := strings.Join(haystack(r), "\n")
+	return s.RealIn(NewHaystack(r))
+}
+
+// RealIn is RealPresent of the request h was built from.
+func (s *Set) RealIn(h Haystack) []string {
+	if s == nil {
+		return nil
+	}
 	var out []string
 	for _, sec := range s.secrets {
-		if strings.Contains(hay, sec.value) {
+		if strings.Contains(h.text, sec.value) {
 			out = append(out, sec.Name)
 		}
 	}
