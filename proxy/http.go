@@ -302,10 +302,6 @@ func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 	gp.OnResponse().DoFunc(func(resp *http.Response, _ *goproxy.ProxyCtx) *http.Response {
 		if resp != nil {
 			stripHopHeaders(resp.Header)
-			// Every real value, whichever flow: roundTrip has already put
-			// the flow's own placeholders back where it could.
-			p.cfg.Secrets.All().Scrub(resp.Header)
-			p.cfg.Secrets.All().Scrub(resp.Trailer)
 		}
 		return resp
 	})
@@ -386,6 +382,7 @@ func (p *Proxy) roundTrip(r *http.Request, _ *goproxy.ProxyCtx) (*http.Response,
 			return answerHTTP(f.refusal(err)).response(r), nil
 		}
 		set.Scrub(resp.Header)
+		set.Scrub(resp.Trailer)
 		resp.Body = set.ScrubBody(resp.Body)
 	}
 	resp.Body = &countingBody{ReadCloser: resp.Body, n: &f.down}
